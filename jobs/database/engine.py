@@ -1,0 +1,111 @@
+"""Connections to the two databases recycler runs on, with the same transaction semantics on both.
+
+SQLite (the embedded default) is put in WAL mode, waits for locks instead of failing at once, and
+takes its write lock when a writing transaction begins, so that two writers queue rather than
+deadlock. PostgreSQL (production) is reached through psycopg 3.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+
+__all__ = ["Database"]
+
+# How long a SQLite writer waits for another one before giving up, in milliseconds.
+_SQLITE_BUSY_TIMEOUT_MS = 60_000
+_WRITE_OPTION = "recycler_write"
+
+
+class Database:
+    """An engine and the two kinds of transaction recycler uses: reading and writing."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = sa.make_url(url)
+        self.dialect = self.url.get_backend_name()
+        if self.dialect == "sqlite":
+            self.engine = sa.create_engine(self.url, echo=echo)
+            _prepare_sqlite(self.engine)
+        else:
+            self.engine = sa.create_engine(
+                self.url, echo=echo, pool_pre_ping=True, pool_size=4, max_overflow=4
+            )
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether this is the embedded SQLite database."""
+        return self.dialect == "sqlite"
+
+    @property
+    def is_postgresql(self) -> bool:
+        """Whether this is PostgreSQL."""
+        return self.dialect == "postgresql"
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file, or None for PostgreSQL and in-memory SQLite."""
+        if not self.is_sqlite or not self.url.database or self.url.database == ":memory:":
+            return None
+        return Path(self.url.database)
+
+    def describe(self) -> str:
+        """The URL without its password, for messages and logs."""
+        return self.url.render_as_string(hide_password=True)
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A transaction that only reads; committed (harmlessly) at the end."""
+        with self.engine.connect() as connection, connection.begin():
+            yield connection
+
+    @contextmanager
+    def write(self, *, commit: bool = True) -> Iterator[Connection]:
+        """A transaction that writes: committed when the block ends, rolled back on error.
+
+        ``commit=False`` rolls back even on success: a dry run does all the work and keeps none.
+        """
+        with self.engine.connect() as connection:
+            connection.execution_options(**{_WRITE_OPTION: True})
+            transaction = connection.begin()
+            try:
+                yield connection
+            except BaseException:
+                transaction.rollback()
+                raise
+            if commit:
+                transaction.commit()
+            else:
+                transaction.rollback()
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+
+def _prepare_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from the sqlite3 module, which would otherwise begin
+        # transactions lazily and commit behind SQLAlchemy's back around DDL.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        # A writer takes the lock up front: a deferred transaction that reads and then writes can
+        # fail with "database is locked" without waiting, which would abort a nightly run.
+        if connection.get_execution_options().get(_WRITE_OPTION):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            connection.exec_driver_sql("BEGIN")

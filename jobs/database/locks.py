@@ -1,0 +1,84 @@
+"""The run lock: one nightly run at a time, across processes and machines.
+
+PostgreSQL: a session-level advisory lock, held by a dedicated connection for the whole run, so
+that the lock dies with the process however it dies. SQLite: an exclusive ``flock`` on a file next
+to the database, which the kernel releases when the process ends.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from jobs.database.engine import Database
+
+__all__ = ["RUN_LOCK_KEY", "LockBusy", "run_lock"]
+
+# An arbitrary, fixed 64-bit key: "recycler run" in ASCII, truncated to fit a signed bigint.
+RUN_LOCK_KEY = 0x7265_6379_636C_6572 & 0x7FFF_FFFF_FFFF_FFFF
+
+
+class LockBusy(Exception):
+    """Another process holds the lock."""
+
+
+@contextmanager
+def run_lock(database: Database, *, wait_seconds: float = 0.0) -> Iterator[None]:
+    """Hold the run lock for the block; raise LockBusy if it stays taken for `wait_seconds`."""
+    if database.is_postgresql:
+        with _advisory_lock(database, RUN_LOCK_KEY, wait_seconds):
+            yield
+        return
+    path = database.sqlite_path
+    if path is None:  # an in-memory database lives in one process: nothing to share
+        yield
+        return
+    with _file_lock(path.with_name(path.name + ".run-lock"), wait_seconds):
+        yield
+
+
+def _retrying(try_once: Callable[[], bool], wait_seconds: float) -> None:
+    deadline = time.monotonic() + wait_seconds
+    while not try_once():
+        if time.monotonic() >= deadline:
+            raise LockBusy
+        time.sleep(0.2)
+
+
+@contextmanager
+def _advisory_lock(database: Database, key: int, wait_seconds: float) -> Iterator[None]:
+    # Autocommit: the lock belongs to the session, and no transaction may sit open for hours.
+    with database.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as holder:
+
+        def try_once() -> bool:
+            taken = holder.execute(sa.select(sa.func.pg_try_advisory_lock(key))).scalar_one()
+            return bool(taken)
+
+        _retrying(try_once, wait_seconds)
+        try:
+            yield
+        finally:
+            holder.execute(sa.select(sa.func.pg_advisory_unlock(key)))
+
+
+@contextmanager
+def _file_lock(path: Path, wait_seconds: float) -> Iterator[None]:
+    with path.open("a") as handle:
+
+        def try_once() -> bool:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            return True
+
+        _retrying(try_once, wait_seconds)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

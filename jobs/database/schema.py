@@ -1,0 +1,309 @@
+"""The declared schema: every table recycler keeps, as SQLAlchemy Core tables.
+
+Alembic migrations under ``migrations/`` build this schema; a test holds the two equal.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+__all__ = [
+    "WARNING_FINAL_STATES",
+    "WARNING_OPEN_STATES",
+    "WARNING_STATES",
+    "UtcDateTime",
+    "audit_events",
+    "imports",
+    "metadata",
+    "numbers",
+    "ownerships",
+    "resale_pool",
+    "runs",
+    "topups",
+    "warnings",
+]
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A moment in time, always UTC-aware in Python.
+
+    PostgreSQL keeps ``timestamptz``; SQLite has no time zones, so the value is stored as naive
+    UTC text and made aware again on the way out.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are ambiguous; pass an aware one")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # SQLite returns text for computed expressions
+            value = datetime.fromisoformat(value)
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+MSISDN = sa.String(16)
+OWNER = sa.String(64)
+ACTOR = sa.String(128)
+
+WARNING_STATES = ("pending", "sending", "sent", "delivered", "failed", "cancelled")
+# Waiting to go out: the nightly run counts these as notice still on its way.
+WARNING_OPEN_STATES = ("pending", "sending")
+# Final for the minimum-notice rule: accepted by the gateway, delivered, or failed permanently.
+WARNING_FINAL_STATES = ("sent", "delivered", "failed")
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("as_of", sa.Date, nullable=False),
+    sa.Column("dry_run", sa.Boolean, nullable=False),
+    sa.Column("catch_up", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("started_at", UtcDateTime, nullable=False),
+    sa.Column("finished_at", UtcDateTime),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("warnings_queued", sa.JSON),
+    sa.Column("recycled", sa.Integer),
+    sa.Column("deferred", sa.Integer),
+    sa.Column("withheld", sa.Integer),
+    sa.Column("on_hold", sa.Integer),
+    sa.Column("guards", sa.JSON),
+    sa.Column("message", sa.Text),
+    sa.Column("actor", ACTOR, nullable=False),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.CheckConstraint(
+        "outcome IN ('running', 'succeeded', 'withheld', 'failed', 'interrupted', 'abandoned')",
+        name="outcome",
+    ),
+)
+sa.Index(None, runs.c.as_of)
+
+imports = sa.Table(
+    "imports",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("source", sa.String(1024), nullable=False),
+    sa.Column("started_at", UtcDateTime, nullable=False),
+    sa.Column("finished_at", UtcDateTime, nullable=False),
+    sa.Column("rows_read", sa.Integer, nullable=False),
+    sa.Column("rows_applied", sa.Integer, nullable=False),
+    sa.Column("rows_ignored", sa.Integer, nullable=False),
+    sa.Column("rows_rejected", sa.Integer, nullable=False),
+    # The moment up to which the feed declares itself complete, if it says so.
+    sa.Column("watermark", UtcDateTime),
+    sa.Column("actor", ACTOR, nullable=False),
+    sa.CheckConstraint("kind IN ('subscribers', 'topups', 'seed')", name="kind"),
+)
+
+numbers = sa.Table(
+    "numbers",
+    metadata,
+    sa.Column("msisdn", MSISDN, primary_key=True),
+    # Owner, language and validity end belong to the current ownership; all three are empty
+    # while the number sits in the resale pool.
+    sa.Column("owner_id", OWNER),
+    sa.Column("language", sa.String(2)),
+    sa.Column("validity_end", sa.Date),
+    # A cycle is the grace period of one validity end; every change that ends it counts up.
+    sa.Column("cycle", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("on_hold", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("recycled_by_run_id", sa.Integer, sa.ForeignKey("runs.id")),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.CheckConstraint(
+        "(owner_id IS NULL AND language IS NULL AND validity_end IS NULL)"
+        " OR (owner_id IS NOT NULL AND language IS NOT NULL AND validity_end IS NOT NULL)",
+        name="owned_fields_together",
+    ),
+    sa.CheckConstraint("language IN ('km', 'en')", name="language"),
+)
+# The nightly run reads only owned numbers whose validity end lies near the grace boundary.
+sa.Index(
+    "ix_numbers_owned_validity_end",
+    numbers.c.validity_end,
+    sqlite_where=numbers.c.owner_id.is_not(None),
+    postgresql_where=numbers.c.owner_id.is_not(None),
+)
+sa.Index(
+    "ix_numbers_recycled_by_run_id",
+    numbers.c.recycled_by_run_id,
+    sqlite_where=numbers.c.recycled_by_run_id.is_not(None),
+    postgresql_where=numbers.c.recycled_by_run_id.is_not(None),
+)
+
+ownerships = sa.Table(
+    "ownerships",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("msisdn", MSISDN, sa.ForeignKey("numbers.msisdn"), nullable=False),
+    sa.Column("owner_id", OWNER, nullable=False),
+    sa.Column("language", sa.String(2), nullable=False),
+    sa.Column("started_at", UtcDateTime, nullable=False),
+    sa.Column("started_on", sa.Date, nullable=False),
+    sa.Column("start_cause", sa.String(16), nullable=False),
+    sa.Column("started_by", ACTOR, nullable=False),
+    sa.Column("ended_at", UtcDateTime),
+    sa.Column("ended_on", sa.Date),
+    sa.Column("end_cause", sa.String(16)),
+    sa.Column("ended_by", ACTOR),
+    sa.Column("final_validity_end", sa.Date),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id")),
+    sa.Column("reason", sa.Text),
+    sa.CheckConstraint(
+        "start_cause IN ('import', 'seed', 'sale', 'transfer', 'reinstatement')",
+        name="start_cause",
+    ),
+    sa.CheckConstraint(
+        "end_cause IS NULL OR end_cause IN ('recycle', 'transfer', 'reinstatement')",
+        name="end_cause",
+    ),
+)
+sa.Index(
+    "ix_ownerships_open_msisdn",
+    ownerships.c.msisdn,
+    unique=True,
+    sqlite_where=ownerships.c.ended_at.is_(None),
+    postgresql_where=ownerships.c.ended_at.is_(None),
+)
+sa.Index(None, ownerships.c.msisdn, ownerships.c.started_at)
+
+topups = sa.Table(
+    "topups",
+    metadata,
+    sa.Column("topup_id", sa.String(64), primary_key=True),
+    sa.Column("msisdn", MSISDN, sa.ForeignKey("numbers.msisdn"), nullable=False),
+    sa.Column("topped_up_at", UtcDateTime, nullable=False),
+    sa.Column("validity_end", sa.Date, nullable=False),
+    sa.Column("amount", sa.Numeric(14, 2)),
+    sa.Column("import_id", sa.Integer, sa.ForeignKey("imports.id"), nullable=False),
+    sa.Column("moved_validity", sa.Boolean, nullable=False),
+)
+sa.Index(None, topups.c.msisdn)
+# The stale-feed guard asks for the newest top-up on every run.
+sa.Index(None, topups.c.topped_up_at)
+
+warnings = sa.Table(
+    "warnings",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("msisdn", MSISDN, sa.ForeignKey("numbers.msisdn"), nullable=False),
+    sa.Column("cycle", sa.Integer, nullable=False),
+    # Days before grace end; 0 is the final notice of the minimum-notice rule.
+    sa.Column("stage", sa.Integer, nullable=False),
+    sa.Column("owner_id", OWNER, nullable=False),
+    sa.Column("language", sa.String(2), nullable=False),
+    sa.Column("grace_end", sa.Date, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("encoding", sa.String(8), nullable=False),
+    sa.Column("segments", sa.Integer, nullable=False),
+    sa.Column("state", sa.String(12), nullable=False, server_default="pending"),
+    sa.Column("queued_at", UtcDateTime, nullable=False),
+    sa.Column("queued_on", sa.Date, nullable=False),
+    sa.Column("queued_by_run_id", sa.Integer, sa.ForeignKey("runs.id"), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", UtcDateTime, nullable=False),
+    sa.Column("lease_expires_at", UtcDateTime),
+    sa.Column("claimed_by", sa.String(128)),
+    sa.Column("gateway_message_id", sa.String(64)),
+    sa.Column("error_code", sa.String(32)),
+    sa.Column("error_message", sa.Text),
+    sa.Column("final_at", UtcDateTime),
+    # The local date the warning reached a final state: the minimum-notice rule counts from it.
+    sa.Column("final_on", sa.Date),
+    sa.Column("cancel_reason", sa.String(32)),
+    sa.UniqueConstraint("msisdn", "cycle", "stage"),
+    sa.CheckConstraint(
+        "state IN ('pending', 'sending', 'sent', 'delivered', 'failed', 'cancelled')",
+        name="state",
+    ),
+    sa.CheckConstraint("encoding IN ('GSM-7', 'UCS-2')", name="encoding"),
+    sa.CheckConstraint("stage >= 0", name="stage"),
+)
+sa.Index(
+    "ix_warnings_due",
+    warnings.c.next_attempt_at,
+    sqlite_where=warnings.c.state == "pending",
+    postgresql_where=warnings.c.state == "pending",
+)
+sa.Index(
+    "ix_warnings_in_flight",
+    warnings.c.lease_expires_at,
+    sqlite_where=warnings.c.state == "sending",
+    postgresql_where=warnings.c.state == "sending",
+)
+sa.Index(None, warnings.c.queued_by_run_id)
+
+resale_pool = sa.Table(
+    "resale_pool",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("msisdn", MSISDN, sa.ForeignKey("numbers.msisdn"), nullable=False),
+    sa.Column(
+        "previous_ownership_id", sa.Integer, sa.ForeignKey("ownerships.id"), nullable=False
+    ),
+    sa.Column("recycled_by_run_id", sa.Integer, sa.ForeignKey("runs.id")),
+    sa.Column("entered_at", UtcDateTime, nullable=False),
+    sa.Column("entered_on", sa.Date, nullable=False),
+    sa.Column("available_from", sa.Date, nullable=False),
+    sa.Column("left_at", UtcDateTime),
+    sa.Column("left_on", sa.Date),
+    sa.Column("left_cause", sa.String(16)),
+    sa.Column("new_ownership_id", sa.Integer, sa.ForeignKey("ownerships.id")),
+    sa.CheckConstraint(
+        "left_cause IS NULL OR left_cause IN ('sold', 'reinstated')", name="left_cause"
+    ),
+)
+sa.Index(
+    "ix_resale_pool_current_msisdn",
+    resale_pool.c.msisdn,
+    unique=True,
+    sqlite_where=resale_pool.c.left_at.is_(None),
+    postgresql_where=resale_pool.c.left_at.is_(None),
+)
+
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("occurred_at", UtcDateTime, nullable=False),
+    sa.Column("event_type", sa.String(40), nullable=False),
+    # Deliberately no foreign keys: the record must outlive whatever it describes.
+    sa.Column("msisdn", MSISDN),
+    sa.Column("actor", ACTOR, nullable=False),
+    sa.Column("run_id", sa.Integer),
+    sa.Column("owner_id", OWNER),
+    sa.Column("cycle", sa.Integer),
+    sa.Column("stage", sa.Integer),
+    sa.Column("warning_id", sa.Integer),
+    sa.Column("validity_end_before", sa.Date),
+    sa.Column("validity_end_after", sa.Date),
+    sa.Column("reason", sa.Text),
+    sa.Column("details", sa.JSON),
+)
+sa.Index(None, audit_events.c.msisdn, audit_events.c.id)
+sa.Index(None, audit_events.c.run_id)

@@ -1,0 +1,106 @@
+"""Pieces the subscriber and top-up imports share: field parsing, locking, audit, cancellation."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql import FromClause
+from sqlalchemy.sql.elements import ColumnElement
+
+from jobs.database.schema import WARNING_OPEN_STATES, audit_events, numbers, warnings
+from jobs.importing.loader import ImportContext
+
+__all__ = ["audit_from", "cancel_open_warnings", "lock_numbers", "parse_date", "parse_moment"]
+
+
+def parse_date(text: str) -> date:
+    """An ISO 8601 calendar date, ``2026-11-25``."""
+    if not text:
+        raise ValueError("empty")
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def parse_moment(text: str, zone: ZoneInfo) -> datetime:
+    """An ISO 8601 date and time; without an offset it is the operator's local time."""
+    if not text:
+        raise ValueError("empty")
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an ISO 8601 date and time") from None
+    return moment.replace(tzinfo=zone) if moment.tzinfo is None else moment
+
+
+def lock_numbers(connection: Connection, staging: sa.Table) -> None:
+    """On PostgreSQL, lock the file's numbers in msisdn order before reading their state.
+
+    The nightly run locks the numbers it recycles in the same order, so the two never deadlock,
+    and whichever commits first decides: a top-up committed first keeps the number; a recycle
+    committed first makes the top-up a visible reject instead of a silent loss.
+    """
+    if connection.dialect.name != "postgresql":
+        return  # SQLite's write transaction already excludes every other writer
+    locked = (
+        sa.select(numbers.c.msisdn)
+        .where(numbers.c.msisdn.in_(sa.select(staging.c.msisdn).where(staging.c.reject.is_(None))))
+        .order_by(numbers.c.msisdn)
+        .with_for_update()
+        .subquery()
+    )
+    connection.execute(sa.select(sa.func.count()).select_from(locked))
+
+
+def cancel_open_warnings(
+    connection: Connection, condition: ColumnElement[bool], reason: str
+) -> None:
+    """Cancel the unsent warnings of the current cycle of the numbers the condition selects
+    (the condition joins the staging table to ``numbers``)."""
+    connection.execute(
+        sa.update(warnings)
+        .where(
+            warnings.c.state.in_(WARNING_OPEN_STATES),
+            sa.exists()
+            .where(
+                numbers.c.msisdn == warnings.c.msisdn,
+                numbers.c.cycle == warnings.c.cycle,
+                condition,
+            )
+            .correlate(warnings),
+        )
+        .values(state="cancelled", cancel_reason=reason, lease_expires_at=None)
+    )
+
+
+def audit_from(
+    connection: Connection,
+    source: FromClause,
+    condition: ColumnElement[bool],
+    context: ImportContext,
+    *,
+    event_type: str,
+    msisdn: ColumnElement[Any],
+    reason: str,
+    **columns: ColumnElement[Any],
+) -> None:
+    """One audit event per row of `source` that meets the condition, in one statement."""
+    names = ["occurred_at", "event_type", "msisdn", "actor", "reason", *columns]
+    values = [
+        sa.literal(context.now, audit_events.c.occurred_at.type),
+        sa.literal(event_type),
+        msisdn,
+        sa.literal(context.actor),
+        sa.literal(reason),
+        *columns.values(),
+    ]
+    connection.execute(
+        audit_events.insert().from_select(
+            names, sa.select(*values).select_from(source).where(condition)
+        )
+    )

@@ -1,0 +1,254 @@
+"""What every import does: read, stage, refuse duplicates, merge, write rejects, record, commit.
+
+Everything happens in one transaction: a file refused part-way (a byte that is not UTF-8 on the
+last line) leaves the database exactly as it was, and the rejects file appears only once the good
+rows are committed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from jobs.clock import Clock, local_date
+from jobs.database.engine import Database
+from jobs.database.schema import imports
+from jobs.importing.reader import CsvFormat, RawRow, read_csv
+from jobs.importing.staging import StagingTable
+from jobs.failpoints import failpoint
+from jobs.settings import Settings
+
+__all__ = ["ImportContext", "ImportSummary", "Merge", "RowParser", "run_import"]
+
+
+@dataclass(frozen=True)
+class ImportContext:
+    """What the parse and merge steps of one import share."""
+
+    settings: Settings
+    now: datetime
+    actor: str
+
+    @property
+    def today(self) -> date:
+        """The operator's local date now."""
+        return local_date(self.now, self.settings.zone)
+
+
+@dataclass
+class ImportSummary:
+    """What an import did, for people and for ``--json``."""
+
+    kind: str
+    source: str
+    rows_read: int = 0
+    applied: int = 0
+    ignored: int = 0
+    rejected: int = 0
+    rejects_path: str | None = None
+    outcomes: dict[str, int] = field(default_factory=dict)
+    import_id: int | None = None
+    watermark: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The machine-readable summary."""
+        return {
+            "kind": self.kind,
+            "source": self.source,
+            "import_id": self.import_id,
+            "rows_read": self.rows_read,
+            "applied": self.applied,
+            "ignored": self.ignored,
+            "rejected": self.rejected,
+            "outcomes": dict(sorted(self.outcomes.items())),
+            "rejects_path": self.rejects_path,
+            "watermark": self.watermark.isoformat() if self.watermark else None,
+        }
+
+
+class RowParser(Protocol):
+    """Turns one raw row into a staging tuple (line, raw, fields…, reject reason)."""
+
+    def __call__(self, row: RawRow, raw_text: str, context: ImportContext) -> tuple[Any, ...]: ...
+
+
+class Merge(Protocol):
+    """Applies the staged good rows; marks refused ones and sets each applied row's outcome."""
+
+    def __call__(
+        self, connection: Connection, staging: StagingTable, context: ImportContext, import_id: int
+    ) -> None: ...
+
+
+def _staged_rows(
+    path: Path,
+    csv_format: CsvFormat,
+    parse: RowParser,
+    context: ImportContext,
+    on_progress: Callable[[int], None] | None,
+    header: list[str],
+) -> Iterator[tuple[Any, ...]]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="")
+    for row in read_csv(path, csv_format, on_progress):
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerow(row.raw)
+        if not header:
+            header.extend(row.fields)
+        yield parse(row, buffer.getvalue(), context)
+
+
+def run_import(
+    database: Database,
+    path: Path,
+    *,
+    csv_format: CsvFormat,
+    staging_table: sa.Table,
+    key_columns: tuple[str, ...],
+    content_columns: tuple[str, ...],
+    parse: RowParser,
+    merge: Merge,
+    settings: Settings,
+    clock: Clock,
+    actor: str,
+    rejects_path: Path | None = None,
+    watermark: datetime | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> ImportSummary:
+    """Import one file; see the module docstring for the guarantees."""
+    context = ImportContext(settings=settings, now=clock.now(), actor=actor)
+    summary = ImportSummary(kind=csv_format.kind, source=str(path), watermark=watermark)
+    rejects_target = rejects_path or path.with_name(path.name + ".rejects.csv")
+    pending_rejects = rejects_target.with_name(f".{rejects_target.name}.{os.getpid()}.tmp")
+    header: list[str] = []
+    try:
+        with database.write() as connection:
+            staging = StagingTable(connection, staging_table)
+            staging.load(_staged_rows(path, csv_format, parse, context, on_progress, header))
+            staging.index(*dict.fromkeys((*key_columns, "msisdn")))
+            _refuse_duplicates(connection, staging.table, key_columns, content_columns)
+            import_id = _record(connection, summary, context, csv_format.kind)
+            merge(connection, staging, context, import_id)
+            _summarise(connection, staging.table, summary)
+            _finish_record(connection, summary, import_id)
+            if summary.rejected:
+                _write_rejects(connection, staging.table, header or list(csv_format.required),
+                               pending_rejects)
+            failpoint("import.before_commit")
+        if summary.rejected:
+            pending_rejects.replace(rejects_target)
+            summary.rejects_path = str(rejects_target)
+    finally:
+        pending_rejects.unlink(missing_ok=True)
+    return summary
+
+
+def _refuse_duplicates(
+    connection: Connection,
+    table: sa.Table,
+    key_columns: tuple[str, ...],
+    content_columns: tuple[str, ...],
+) -> None:
+    """Rows after the first with the same key are duplicates; if any of them says something
+    different from the first, the first is refused too, since the file contradicts itself."""
+    other = table.alias("other")
+    same_key = sa.and_(*(other.c[name] == table.c[name] for name in key_columns))
+    first_line = (
+        sa.select(sa.func.min(other.c.line))
+        .where(same_key, other.c.reject.is_(None))
+        .scalar_subquery()
+    )
+    connection.execute(
+        sa.update(table)
+        .where(table.c.reject.is_(None), table.c.line > first_line)
+        .values(reject=sa.literal("duplicate of line ") + sa.cast(first_line, sa.String))
+    )
+    differs = sa.or_(*(other.c[name].is_distinct_from(table.c[name]) for name in content_columns))
+    conflicting_line = (
+        sa.select(sa.func.min(other.c.line))
+        .where(same_key, other.c.line > table.c.line, differs)
+        .scalar_subquery()
+    )
+    connection.execute(
+        sa.update(table)
+        .where(table.c.reject.is_(None), conflicting_line.is_not(None))
+        .values(
+            reject=sa.literal("contradicted by line ")
+            + sa.cast(conflicting_line, sa.String)
+            + sa.literal(" of the same file")
+        )
+    )
+
+
+def _record(connection: Connection, summary: ImportSummary, context: ImportContext, kind: str) -> int:
+    return int(
+        connection.execute(
+            imports.insert()
+            .values(
+                kind=kind,
+                source=summary.source[-1024:],
+                started_at=context.now,
+                finished_at=context.now,
+                rows_read=0,
+                rows_applied=0,
+                rows_ignored=0,
+                rows_rejected=0,
+                watermark=summary.watermark,
+                actor=context.actor,
+            )
+            .returning(imports.c.id)
+        ).scalar_one()
+    )
+
+
+def _summarise(connection: Connection, table: sa.Table, summary: ImportSummary) -> None:
+    refused = table.c.reject.is_not(None)
+    rows = connection.execute(
+        sa.select(refused, table.c.outcome, sa.func.count()).group_by(refused, table.c.outcome)
+    )
+    for is_refused, outcome, count in rows:
+        summary.rows_read += count
+        if is_refused:
+            summary.rejected += count
+        elif outcome == "ignored":
+            summary.ignored += count
+        else:
+            summary.outcomes[str(outcome)] = count
+            summary.applied += count
+
+
+def _finish_record(connection: Connection, summary: ImportSummary, import_id: int) -> None:
+    summary.import_id = import_id
+    connection.execute(
+        sa.update(imports)
+        .where(imports.c.id == import_id)
+        .values(
+            rows_read=summary.rows_read,
+            rows_applied=summary.applied,
+            rows_ignored=summary.ignored,
+            rows_rejected=summary.rejected,
+        )
+    )
+
+
+def _write_rejects(connection: Connection, table: sa.Table, header: list[str], target: Path) -> None:
+    rows = connection.execution_options(yield_per=5_000).execute(
+        sa.select(table.c.line, table.c.reject, table.c.raw)
+        .where(table.c.reject.is_not(None))
+        .order_by(table.c.line)
+    )
+    with target.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["line", "reason", *header])
+        for line, reason, raw in rows:
+            writer.writerow([line, reason, *next(csv.reader([raw]))])

@@ -1,0 +1,145 @@
+"""Reading the CSV files recycler imports: refused whole, or row by row into good and bad rows.
+
+A file that is not UTF-8 text, is not comma-separated, or lacks a required column is refused whole
+with a sentence that says why. Inside an acceptable file, each row is parsed on its own: a bad
+field makes that row a reject with its line number and reason, never the whole file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from jobs.errors import InputRefused
+
+__all__ = ["CsvFormat", "CsvRefused", "RawRow", "read_csv"]
+
+# Far longer than any honest field; csv's own default (128 KiB) would let a broken quote swallow
+# the rest of a large file into one field before failing.
+_FIELD_LIMIT = 4096
+
+
+class CsvRefused(InputRefused):
+    """The file is not a CSV file recycler can read; nothing was applied."""
+
+
+@dataclass(frozen=True)
+class CsvFormat:
+    """The columns a kind of file must and may have."""
+
+    kind: str  # as recorded in the imports table
+    title: str  # as named in messages
+    required: tuple[str, ...]
+    optional: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RawRow:
+    """One data row: its line number in the file, its fields by column, and the raw fields."""
+
+    line: int
+    fields: dict[str, str]
+    raw: list[str]
+    problem: str | None = None  # set when the row cannot even be split into the columns
+
+
+class _CountingReader(io.RawIOBase):
+    """A binary stream that counts the bytes read through it, for the progress bar."""
+
+    def __init__(self, inner: BinaryIO, on_read: Callable[[int], None]) -> None:
+        self._inner = inner
+        self._on_read = on_read
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self._inner.read(len(buffer))
+        buffer[: len(data)] = data
+        self._on_read(len(data))
+        return len(data)
+
+
+def read_csv(
+    path: Path, csv_format: CsvFormat, on_progress: Callable[[int], None] | None = None
+) -> Iterator[RawRow]:
+    """Yield the data rows of a CSV file after checking its header.
+
+    Raises CsvRefused for a file that cannot be read as the format asks, even after rows were
+    yielded (a byte that is not UTF-8 may come late): callers apply nothing until the end.
+    """
+    csv.field_size_limit(_FIELD_LIMIT)
+    try:
+        binary = path.open("rb")
+    except OSError as error:
+        raise CsvRefused(f"cannot read {path}: {error.strerror}") from None
+    counting = _CountingReader(binary, on_progress or (lambda _count: None))
+    text = io.TextIOWrapper(
+        io.BufferedReader(counting), encoding="utf-8-sig", errors="strict", newline=""
+    )
+    reader = csv.reader(text, strict=True)
+    try:
+        yield from _rows(path, reader, csv_format)
+    except UnicodeDecodeError as error:
+        raise CsvRefused(
+            f"{path.name} is not UTF-8 text (bad byte near line {reader.line_num + 1}); "
+            "export it as UTF-8 CSV"
+        ) from None
+    except csv.Error as error:
+        raise CsvRefused(f"{path.name} is not a readable CSV file (line {reader.line_num}): {error}") from None
+    finally:
+        text.close()
+
+
+def _rows(path: Path, reader: csv.Reader[str], csv_format: CsvFormat) -> Iterator[RawRow]:  # type: ignore[name-defined]
+    header = next(reader, None)
+    while header is not None and not any(field.strip() for field in header):
+        header = next(reader, None)
+    if header is None:
+        raise CsvRefused(f"{path.name} is empty: expected a header row {_expected(csv_format)}")
+    columns = [name.strip().lower() for name in header]
+    _check_header(path, columns, csv_format)
+    for raw in reader:
+        if not any(field.strip() for field in raw):
+            continue  # blank lines carry nothing
+        line = reader.line_num
+        if len(raw) != len(columns):
+            yield RawRow(
+                line, {}, raw, f"expected {len(columns)} fields, found {len(raw)}"
+            )
+            continue
+        yield RawRow(line, {name: value.strip() for name, value in zip(columns, raw, strict=True)}, raw)
+
+
+def _expected(csv_format: CsvFormat) -> str:
+    optional = "".join(f"[,{name}]" for name in csv_format.optional)
+    return f"'{','.join(csv_format.required)}{optional}'"
+
+
+def _check_header(path: Path, columns: list[str], csv_format: CsvFormat) -> None:
+    if len(columns) == 1:
+        for delimiter, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars")):
+            if delimiter in columns[0]:
+                raise CsvRefused(
+                    f"{path.name} uses {name} between fields; recycler reads comma-separated "
+                    f"files with the header {_expected(csv_format)}"
+                )
+    duplicates = sorted({name for name in columns if columns.count(name) > 1})
+    if duplicates:
+        raise CsvRefused(f"{path.name}: column {', '.join(duplicates)} appears more than once")
+    missing = [name for name in csv_format.required if name not in columns]
+    if missing:
+        raise CsvRefused(
+            f"{path.name} is not a {csv_format.title} file: missing column "
+            f"{', '.join(missing)} (header found: {','.join(columns)}; expected "
+            f"{_expected(csv_format)})"
+        )
+    unknown = [name for name in columns if name not in csv_format.required + csv_format.optional]
+    if unknown:
+        raise CsvRefused(
+            f"{path.name}: unknown column {', '.join(unknown)} (expected {_expected(csv_format)})"
+        )

@@ -1,0 +1,220 @@
+"""``recycler import subscribers FILE``: numbers, their owners, languages and validity ends.
+
+A new number starts an ownership. A known number with the same owner may change language and move
+its validity end forward (which starts a new cycle); a row naming another owner, or a number in the
+resale pool, is refused: ownership changes only through the safeguards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from jobs.clock import Clock
+from jobs.database.engine import Database
+from jobs.database.schema import (
+    WARNING_OPEN_STATES,
+    audit_events,
+    numbers,
+    ownerships,
+    resale_pool,
+    warnings,
+)
+from jobs.importing import common
+from jobs.importing.loader import ImportContext, ImportSummary, run_import
+from jobs.importing.reader import CsvFormat, RawRow
+from jobs.importing.staging import StagingTable, subscriber_staging
+from jobs.phone import InvalidNumber, normalise
+from jobs.settings import Settings
+
+__all__ = ["SUBSCRIBERS", "import_subscribers"]
+
+SUBSCRIBERS = CsvFormat("subscribers", "subscriber", ("msisdn", "owner_id", "language", "validity_end"))
+LANGUAGES = ("km", "en")
+_MAX_OWNER = 64
+
+
+def _parse(row: RawRow, raw_text: str, context: ImportContext) -> tuple[Any, ...]:
+    def refused(reason: str) -> tuple[Any, ...]:
+        return (row.line, raw_text, None, None, None, None, reason)
+
+    if row.problem:
+        return refused(row.problem)
+    fields = row.fields
+    try:
+        msisdn = normalise(fields["msisdn"], context.settings.default_region)
+    except InvalidNumber as error:
+        return refused(f"bad msisdn: {error}")
+    owner = fields["owner_id"]
+    if not owner:
+        return refused("empty owner_id")
+    if len(owner) > _MAX_OWNER:
+        return refused(f"owner_id longer than {_MAX_OWNER} characters")
+    language = fields["language"].lower()
+    if language not in LANGUAGES:
+        return refused(f"unknown language {fields['language']!r} (expected km or en)")
+    try:
+        validity_end = common.parse_date(fields["validity_end"])
+    except ValueError as error:
+        return refused(f"bad validity_end: {error}")
+    return (row.line, raw_text, msisdn, owner, language, validity_end, None)
+
+
+def _merge(
+    connection: Connection, staging: StagingTable, context: ImportContext, import_id: int
+) -> None:
+    table = staging.table
+    good = table.c.reject.is_(None)
+    common.lock_numbers(connection, table)
+    connection.execute(
+        sa.update(table)
+        .where(good, table.c.msisdn == numbers.c.msisdn, numbers.c.owner_id.is_not(None))
+        .where(numbers.c.owner_id != table.c.owner_id)
+        .values(
+            reject=sa.literal("the number belongs to owner ")
+            + numbers.c.owner_id
+            + sa.literal("; ownership changes only through `recycler transfer`")
+        )
+    )
+    connection.execute(
+        sa.update(table)
+        .where(
+            good,
+            table.c.msisdn == resale_pool.c.msisdn,
+            resale_pool.c.left_at.is_(None),
+        )
+        .values(
+            reject=sa.literal("the number is in the resale pool since ")
+            + sa.cast(resale_pool.c.entered_on, sa.String)
+            + sa.literal("; it changes owner only through `recycler pool sell` or `reinstate`")
+        )
+    )
+    known = sa.exists().where(numbers.c.msisdn == table.c.msisdn).correlate(table)
+    connection.execute(
+        sa.update(table).where(good, ~known).values(outcome="created")
+    )
+    connection.execute(
+        sa.update(table)
+        .where(good, table.c.outcome.is_(None), table.c.msisdn == numbers.c.msisdn)
+        .values(
+            outcome=sa.case(
+                (table.c.validity_end > numbers.c.validity_end, "extended"),
+                (table.c.language != numbers.c.language, "language"),
+                else_="unchanged",
+            )
+        )
+    )
+    _create(connection, table, context)
+    _extend(connection, table, context)
+    connection.execute(
+        sa.update(numbers)
+        .where(table.c.msisdn == numbers.c.msisdn, table.c.outcome == "language")
+        .values(language=table.c.language, updated_at=context.now)
+    )
+
+
+def _create(connection: Connection, table: sa.Table, context: ImportContext) -> None:
+    created = table.c.outcome == "created"
+    connection.execute(
+        numbers.insert().from_select(
+            ["msisdn", "owner_id", "language", "validity_end", "cycle", "on_hold", "updated_at"],
+            sa.select(
+                table.c.msisdn,
+                table.c.owner_id,
+                table.c.language,
+                table.c.validity_end,
+                sa.literal(1),
+                sa.false(),
+                sa.literal(context.now, numbers.c.updated_at.type),
+            ).where(created),
+        )
+    )
+    connection.execute(
+        ownerships.insert().from_select(
+            ["msisdn", "owner_id", "language", "started_at", "started_on", "start_cause",
+             "started_by"],
+            sa.select(
+                table.c.msisdn,
+                table.c.owner_id,
+                table.c.language,
+                sa.literal(context.now, ownerships.c.started_at.type),
+                sa.literal(context.today, sa.Date),
+                sa.literal("import"),
+                sa.literal(context.actor),
+            ).where(created),
+        )
+    )
+    common.audit_from(
+        connection,
+        table,
+        created,
+        context,
+        event_type="ownership.started",
+        msisdn=table.c.msisdn,
+        owner_id=table.c.owner_id,
+        validity_end_after=table.c.validity_end,
+        reason="imported from the subscriber file",
+    )
+
+
+def _extend(connection: Connection, table: sa.Table, context: ImportContext) -> None:
+    extended = sa.and_(table.c.outcome == "extended", table.c.msisdn == numbers.c.msisdn)
+    common.cancel_open_warnings(connection, extended, reason="validity_extended")
+    common.audit_from(
+        connection,
+        table.join(numbers, numbers.c.msisdn == table.c.msisdn),
+        table.c.outcome == "extended",
+        context,
+        event_type="validity.extended",
+        msisdn=table.c.msisdn,
+        owner_id=numbers.c.owner_id,
+        cycle=numbers.c.cycle,
+        validity_end_before=numbers.c.validity_end,
+        validity_end_after=table.c.validity_end,
+        reason="moved forward by the subscriber file",
+    )
+    connection.execute(
+        sa.update(numbers)
+        .where(extended)
+        .values(
+            validity_end=table.c.validity_end,
+            language=table.c.language,
+            cycle=numbers.c.cycle + 1,
+            updated_at=context.now,
+        )
+    )
+
+
+def import_subscribers(
+    database: Database,
+    path: Path,
+    settings: Settings,
+    clock: Clock,
+    *,
+    actor: str,
+    rejects_path: Path | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> ImportSummary:
+    """Import a subscriber file; see the module docstring."""
+    return run_import(
+        database,
+        path,
+        csv_format=SUBSCRIBERS,
+        staging_table=subscriber_staging,
+        key_columns=("msisdn",),
+        content_columns=("owner_id", "language", "validity_end"),
+        parse=_parse,
+        merge=_merge,
+        settings=settings,
+        clock=clock,
+        actor=actor,
+        rejects_path=rejects_path,
+        on_progress=on_progress,
+    )
+
+

@@ -1,0 +1,212 @@
+"""``recycler import topups FILE``: the top-up feed that keeps numbers with their owners.
+
+A top-up moves the number's validity end V only forward; when it does, a new cycle starts and the
+old cycle's unsent warnings are cancelled. A top-up id seen before is ignored. A top-up for a number
+in the resale pool, or made before the current owner got the number, is refused with a reason an
+operator can act on, never dropped silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from jobs.clock import Clock, local_date
+from jobs.database.engine import Database
+from jobs.database.schema import numbers, ownerships, resale_pool, topups
+from jobs.importing import common
+from jobs.importing.loader import ImportContext, ImportSummary, run_import
+from jobs.importing.reader import CsvFormat, RawRow
+from jobs.importing.staging import StagingTable, topup_staging
+from jobs.phone import InvalidNumber, normalise
+from jobs.settings import Settings
+
+__all__ = ["TOPUPS", "import_topups"]
+
+TOPUPS = CsvFormat(
+    "topups", "top-up", ("topup_id", "msisdn", "topped_up_at", "validity_end"), optional=("amount",)
+)
+_MAX_ID = 64
+# Clocks disagree a little; a top-up stamped a few minutes ahead of ours is not from the future.
+_CLOCK_TOLERANCE = timedelta(minutes=5)
+
+
+def _parse(row: RawRow, raw_text: str, context: ImportContext) -> tuple[Any, ...]:
+    def refused(reason: str) -> tuple[Any, ...]:
+        return (row.line, raw_text, None, None, None, None, None, reason)
+
+    if row.problem:
+        return refused(row.problem)
+    fields = row.fields
+    topup_id = fields["topup_id"]
+    if not topup_id:
+        return refused("empty topup_id")
+    if len(topup_id) > _MAX_ID:
+        return refused(f"topup_id longer than {_MAX_ID} characters")
+    try:
+        msisdn = normalise(fields["msisdn"], context.settings.default_region)
+    except InvalidNumber as error:
+        return refused(f"bad msisdn: {error}")
+    try:
+        topped_up_at = common.parse_moment(fields["topped_up_at"], context.settings.zone)
+    except ValueError as error:
+        return refused(f"bad topped_up_at: {error}")
+    if topped_up_at > context.now + _CLOCK_TOLERANCE:
+        return refused(f"topped_up_at {fields['topped_up_at']} is in the future")
+    try:
+        validity_end = common.parse_date(fields["validity_end"])
+    except ValueError as error:
+        return refused(f"bad validity_end: {error}")
+    if validity_end < local_date(topped_up_at, context.settings.zone):
+        return refused("validity_end is before the day of the top-up")
+    amount: Decimal | None = None
+    if fields.get("amount"):
+        try:
+            amount = Decimal(fields["amount"])
+        except InvalidOperation:
+            return refused(f"bad amount {fields['amount']!r}")
+        if not amount.is_finite() or amount < 0 or abs(amount) >= Decimal(10) ** 12:
+            return refused(f"bad amount {fields['amount']!r}")
+    return (row.line, raw_text, topup_id, msisdn, topped_up_at, validity_end, amount, None)
+
+
+def _merge(
+    connection: Connection, staging: StagingTable, context: ImportContext, import_id: int
+) -> None:
+    table = staging.table
+    good = sa.and_(table.c.reject.is_(None), table.c.outcome.is_(None))
+    common.lock_numbers(connection, table)
+    connection.execute(
+        sa.update(table)
+        .where(good, sa.exists().where(topups.c.topup_id == table.c.topup_id).correlate(table))
+        .values(outcome="ignored")
+    )
+    connection.execute(
+        sa.update(table)
+        .where(good, ~sa.exists().where(numbers.c.msisdn == table.c.msisdn).correlate(table))
+        .values(reject="unknown number")
+    )
+    connection.execute(
+        sa.update(table)
+        .where(good, table.c.msisdn == resale_pool.c.msisdn, resale_pool.c.left_at.is_(None))
+        .values(
+            reject=sa.literal("the number was recycled into the resale pool on ")
+            + sa.cast(resale_pool.c.entered_on, sa.String)
+            + sa.literal(
+                "; a top-up cannot bring it back: if the subscriber paid in time, "
+                "use `recycler reinstate`"
+            )
+        )
+    )
+    connection.execute(
+        sa.update(table)
+        .where(
+            good,
+            table.c.msisdn == ownerships.c.msisdn,
+            ownerships.c.ended_at.is_(None),
+            # Only a sale tells when the owner really got the number; an imported owner may
+            # have had it for years before recycler heard of them.
+            ownerships.c.start_cause == "sale",
+            table.c.topped_up_at < ownerships.c.started_at,
+        )
+        .values(
+            reject=sa.literal("made before the current owner got the number (")
+            + sa.cast(ownerships.c.started_on, sa.String)
+            + sa.literal(")")
+        )
+    )
+    connection.execute(
+        topups.insert().from_select(
+            ["topup_id", "msisdn", "topped_up_at", "validity_end", "amount", "import_id",
+             "moved_validity"],
+            sa.select(
+                table.c.topup_id,
+                table.c.msisdn,
+                table.c.topped_up_at,
+                table.c.validity_end,
+                table.c.amount,
+                sa.literal(import_id),
+                table.c.validity_end > numbers.c.validity_end,
+            )
+            .select_from(table.join(numbers, numbers.c.msisdn == table.c.msisdn))
+            .where(good),
+        )
+    )
+    connection.execute(sa.update(table).where(good).values(outcome="applied"))
+    _move_validity(connection, table, context)
+
+
+def _move_validity(connection: Connection, table: sa.Table, context: ImportContext) -> None:
+    newest = (
+        sa.select(
+            table.c.msisdn.label("msisdn"),
+            sa.func.max(table.c.validity_end).label("validity_end"),
+        )
+        .where(table.c.outcome == "applied")
+        .group_by(table.c.msisdn)
+        .subquery("newest")
+    )
+    moves = sa.and_(
+        newest.c.msisdn == numbers.c.msisdn,
+        newest.c.validity_end > numbers.c.validity_end,
+        numbers.c.owner_id.is_not(None),
+    )
+    common.cancel_open_warnings(connection, moves, reason="topped_up")
+    common.audit_from(
+        connection,
+        newest.join(numbers, numbers.c.msisdn == newest.c.msisdn),
+        moves,
+        context,
+        event_type="topup.applied",
+        msisdn=numbers.c.msisdn,
+        reason="a top-up moved the validity end forward",
+        owner_id=numbers.c.owner_id,
+        cycle=numbers.c.cycle,
+        validity_end_before=numbers.c.validity_end,
+        validity_end_after=newest.c.validity_end,
+    )
+    connection.execute(
+        sa.update(numbers)
+        .where(moves)
+        .values(
+            validity_end=newest.c.validity_end,
+            cycle=numbers.c.cycle + 1,
+            updated_at=context.now,
+        )
+    )
+
+
+def import_topups(
+    database: Database,
+    path: Path,
+    settings: Settings,
+    clock: Clock,
+    *,
+    actor: str,
+    rejects_path: Path | None = None,
+    watermark: datetime | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> ImportSummary:
+    """Import a top-up file; see the module docstring."""
+    return run_import(
+        database,
+        path,
+        csv_format=TOPUPS,
+        staging_table=topup_staging,
+        key_columns=("topup_id",),
+        content_columns=("msisdn", "topped_up_at", "validity_end", "amount"),
+        parse=_parse,
+        merge=_merge,
+        settings=settings,
+        clock=clock,
+        actor=actor,
+        rejects_path=rejects_path,
+        watermark=watermark,
+        on_progress=on_progress,
+    )

@@ -1,0 +1,115 @@
+"""The record every run leaves: as-of date, times, outcome, counts, guards, dry run or not."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from jobs.database.engine import Database
+from jobs.database.schema import runs
+
+__all__ = ["RunReport", "abandon_dead_runs", "finish_run", "start_run"]
+
+
+@dataclass
+class RunReport:
+    """What one run did; its JSON form is the object PRODUCT.md defines for ``run --json``."""
+
+    run_id: int
+    as_of: date
+    dry_run: bool
+    started_at: datetime
+    catch_up: bool = False
+    outcome: str = "running"
+    finished_at: datetime | None = None
+    warnings_queued: dict[int, int] = field(default_factory=dict)
+    recycled: int = 0
+    deferred: int = 0
+    withheld: int = 0
+    on_hold: int = 0
+    guards: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The machine-readable summary."""
+        return {
+            "run_id": self.run_id,
+            "as_of": self.as_of.isoformat(),
+            "dry_run": self.dry_run,
+            "catch_up": self.catch_up,
+            "outcome": self.outcome,
+            "warnings_queued": {str(stage): count for stage, count in self.warnings_queued.items()},
+            "recycled": self.recycled,
+            "deferred": self.deferred,
+            "withheld": self.withheld,
+            "on_hold": self.on_hold,
+            "guards": list(self.guards),
+            "messages": list(self.messages),
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+        }
+
+
+def abandon_dead_runs(database: Database, now: datetime) -> list[int]:
+    """Close the records of runs whose process died; called only while holding the run lock,
+    so no run marked as running can still be alive."""
+    with database.write() as connection:
+        rows = connection.execute(
+            sa.update(runs)
+            .where(runs.c.outcome == "running")
+            .values(
+                outcome="abandoned",
+                finished_at=now,
+                message="the process ended before finishing the run; the next run redid its work",
+            )
+            .returning(runs.c.id)
+        )
+        return [row.id for row in rows]
+
+
+def start_run(
+    database: Database, *, as_of: date, dry_run: bool, catch_up: bool, actor: str, now: datetime
+) -> int:
+    """Write the run's record as running; returns the run id."""
+    with database.write() as connection:
+        return int(
+            connection.execute(
+                runs.insert()
+                .values(
+                    as_of=as_of,
+                    dry_run=dry_run,
+                    catch_up=catch_up,
+                    started_at=now,
+                    outcome="running",
+                    actor=actor,
+                    host=socket.gethostname()[:255],
+                    pid=os.getpid(),
+                )
+                .returning(runs.c.id)
+            ).scalar_one()
+        )
+
+
+def finish_run(database: Database, report: RunReport) -> None:
+    """Write the run's outcome and counts."""
+    with database.write() as connection:
+        connection.execute(
+            sa.update(runs)
+            .where(runs.c.id == report.run_id)
+            .values(
+                outcome=report.outcome,
+                finished_at=report.finished_at,
+                warnings_queued={str(stage): n for stage, n in report.warnings_queued.items()},
+                recycled=report.recycled,
+                deferred=report.deferred,
+                withheld=report.withheld,
+                on_hold=report.on_hold,
+                guards=report.guards,
+                message="; ".join(report.messages) or None,
+            )
+        )

@@ -1,0 +1,211 @@
+"""The nightly run for one date: warnings, recycling, minimum notice, guards, and its record."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.engine import Connection
+
+from jobs.clock import Clock, local_date
+from jobs.database.engine import Database
+from jobs.database.locks import LockBusy, run_lock
+from jobs.database.schema import runs
+from jobs.errors import FutureDateError, RecyclerError, RunInProgress
+from jobs.failpoints import failpoint
+from jobs.nightly import steps
+from jobs.nightly.frames import build_frames, load_frames
+from jobs.nightly.records import RunReport, abandon_dead_runs, finish_run, start_run
+from jobs.rules import Guard, Rules, feed_is_stale, mass_recycle_tripped
+from jobs.settings import Settings
+from notifier.templates import TemplateBook
+
+__all__ = ["RunOptions", "rules_of", "run_nightly"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How this run was asked for."""
+
+    as_of: date | None = None  # None: today in the operator's time zone
+    dry_run: bool = False
+    allow_mass_recycle: bool = False
+    catch_up: bool = False
+    actor: str = "recycler"
+    lock_wait_seconds: float = 0.0
+
+
+def rules_of(settings: Settings) -> Rules:
+    """The lifecycle rules the settings describe."""
+    return Rules(
+        grace_days=settings.grace_days,
+        warning_days=tuple(settings.warning_days),
+        min_notice_days=settings.min_notice_days,
+        quarantine_days=settings.quarantine_days,
+    )
+
+
+def run_nightly(
+    database: Database,
+    settings: Settings,
+    templates: TemplateBook,
+    clock: Clock,
+    options: RunOptions,
+) -> RunReport:
+    """Run the nightly job for one date and return what it did.
+
+    Raises FutureDateError for a real run after today (nothing is written), RunInProgress when
+    another run holds the lock. Any other failure is recorded on the run and raised again.
+    """
+    today = local_date(clock.now(), settings.zone)
+    as_of = options.as_of or today
+    if as_of > today and not options.dry_run:
+        raise FutureDateError(
+            f"refusing to run for {as_of.isoformat()}: it is after today ({today.isoformat()}) "
+            f"in {settings.timezone}, and would recycle numbers early. "
+            "Use --dry-run to look ahead."
+        )
+    missing = {"km", "en"} - templates.languages
+    if missing:
+        raise RecyclerError(f"no warning templates for languages {sorted(missing)}")
+    try:
+        with run_lock(database, wait_seconds=options.lock_wait_seconds):
+            return _locked_run(database, settings, templates, clock, options, as_of, today)
+    except LockBusy:
+        raise RunInProgress(_lock_holder_message(database)) from None
+
+
+def _locked_run(
+    database: Database,
+    settings: Settings,
+    templates: TemplateBook,
+    clock: Clock,
+    options: RunOptions,
+    as_of: date,
+    today: date,
+) -> RunReport:
+    abandoned = abandon_dead_runs(database, clock.now())
+    if abandoned:
+        log.warning("run.abandoned_found", run_ids=abandoned)
+    started_at = clock.now()
+    run_id = start_run(
+        database,
+        as_of=as_of,
+        dry_run=options.dry_run,
+        catch_up=options.catch_up,
+        actor=options.actor,
+        now=started_at,
+    )
+    report = RunReport(
+        run_id=run_id,
+        as_of=as_of,
+        dry_run=options.dry_run,
+        started_at=started_at,
+        catch_up=options.catch_up,
+    )
+    structlog.contextvars.bind_contextvars(run_id=run_id)
+    log.info("run.started", as_of=as_of.isoformat(), dry_run=options.dry_run)
+    failpoint("run.started")
+    try:
+        scope = steps.RunScope(
+            run_id=run_id,
+            as_of=as_of,
+            now=started_at,
+            rules=rules_of(settings),
+            region=settings.default_region,
+            today=today,
+        )
+        with database.write(commit=not options.dry_run) as connection:
+            _apply(connection, scope, settings, templates, options, report)
+            failpoint("run.before_commit")
+        failpoint("run.committed")
+    except BaseException as error:
+        # KeyboardInterrupt and SystemExit (SIGTERM) are an interruption, anything else a failure.
+        report.outcome = "failed" if isinstance(error, Exception) else "interrupted"
+        report.messages.append(f"{type(error).__name__}: {error}")
+        report.warnings_queued, report.recycled = {}, 0
+        report.finished_at = clock.now()
+        finish_run(database, report)
+        log.error("run.failed", outcome=report.outcome, error=str(error))
+        raise
+    finally:
+        structlog.contextvars.unbind_contextvars("run_id")
+    report.outcome = "withheld" if report.guards else "succeeded"
+    report.finished_at = clock.now()
+    finish_run(database, report)
+    log.info(
+        "run.finished",
+        run_id=run_id,
+        outcome=report.outcome,
+        warnings_queued=report.warnings_queued,
+        recycled=report.recycled,
+        deferred=report.deferred,
+        withheld=report.withheld,
+        guards=report.guards,
+    )
+    return report
+
+
+def _apply(
+    connection: Connection,
+    scope: steps.RunScope,
+    settings: Settings,
+    templates: TemplateBook,
+    options: RunOptions,
+    report: RunReport,
+) -> None:
+    load_frames(connection, build_frames(scope.as_of, scope.rules, templates))
+    steps.queue_warnings(connection, scope)
+    failpoint("run.warnings_queued")
+
+    counts = steps.count_base(connection, scope)
+    report.on_hold = counts.on_hold
+    report.deferred = counts.past_grace - counts.notice_given
+    newest = steps.newest_feed(connection)
+    if feed_is_stale(newest, scope.as_of, settings.zone, settings.max_feed_age_hours):
+        report.guards.append(Guard.STALE_FEED.value)
+        seen = newest.isoformat() if newest else "no top-up was ever imported"
+        report.messages.append(
+            f"recycling withheld: the top-up feed is stale (newest: {seen}; allowed age "
+            f"{settings.max_feed_age_hours:g} h at the end of {scope.as_of.isoformat()})"
+        )
+    if not options.allow_mass_recycle and mass_recycle_tripped(
+        counts.notice_given, counts.active_or_in_grace, settings.max_recycle_fraction
+    ):
+        report.guards.append(Guard.MASS_RECYCLE.value)
+        report.messages.append(
+            f"recycling withheld: {counts.notice_given} numbers would be recycled, more than "
+            f"{settings.max_recycle_fraction:.2%} of the {counts.active_or_in_grace} active or "
+            "in-grace numbers; check the data, then rerun with --allow-mass-recycle"
+        )
+    if report.guards:
+        report.withheld = counts.notice_given
+    else:
+        report.recycled = steps.recycle(connection, scope)
+    failpoint("run.recycled")
+
+    steps.queue_final_notices(connection, scope)
+    steps.audit_queued_warnings(connection, scope)
+    steps.audit_deferrals(connection, scope)
+    report.warnings_queued = steps.warnings_queued_by_stage(connection, scope.run_id)
+
+
+def _lock_holder_message(database: Database) -> str:
+    with database.read() as connection:
+        holder = connection.execute(
+            sa.select(runs.c.id, runs.c.as_of, runs.c.started_at, runs.c.host, runs.c.pid)
+            .where(runs.c.outcome == "running")
+            .order_by(runs.c.id.desc())
+            .limit(1)
+        ).first()
+    if holder is None:
+        return "another run holds the run lock; try again when it has finished"
+    return (
+        f"run {holder.id} for {holder.as_of.isoformat()} is in progress (started "
+        f"{holder.started_at.isoformat(timespec='seconds')} on {holder.host}, pid {holder.pid}); "
+        "try again when it has finished"
+    )

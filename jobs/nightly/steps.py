@@ -1,0 +1,415 @@
+"""The nightly run's statements: each works on a whole set of numbers in one SQL statement.
+
+They all run in the one transaction the run opens, so that a run killed at any point leaves the
+database as it was, and the next run does the whole night's work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
+
+from jobs.database.functions import add_days
+from jobs.database.schema import (
+    WARNING_FINAL_STATES,
+    WARNING_OPEN_STATES,
+    audit_events,
+    imports,
+    numbers,
+    ownerships,
+    resale_pool,
+    topups,
+    warnings,
+)
+from jobs.nightly.frames import display_number, text_frames
+from jobs.rules import FINAL_NOTICE_STAGE, Rules
+
+__all__ = ["BaseCounts", "RunScope", "count_base", "newest_feed", "recycle", "queue_warnings"]
+
+
+@dataclass(frozen=True)
+class RunScope:
+    """The fixed values every statement of one run shares."""
+
+    run_id: int
+    as_of: date
+    now: datetime
+    rules: Rules
+    region: str
+    today: date  # the real local date now, for the *_on columns of what happens now
+
+    @property
+    def actor(self) -> str:
+        """How the run signs its audit events."""
+        return f"run:{self.run_id}"
+
+    @property
+    def grace_cutoff(self) -> date:
+        """Numbers whose validity end lies before this date are past grace end on D."""
+        return self.as_of - timedelta(days=self.rules.grace_days)
+
+    @property
+    def notice_cutoff(self) -> date:
+        """A warning final on or before this date gave the minimum notice for D."""
+        return self.as_of - timedelta(days=self.rules.min_notice_days)
+
+    @property
+    def available_from(self) -> date:
+        """When a number recycled on D may be sold."""
+        return self.as_of + timedelta(days=self.rules.quarantine_days)
+
+
+_owned = numbers.c.owner_id.is_not(None)
+_not_held = numbers.c.on_hold.is_(sa.false())
+
+
+def _past_grace(scope: RunScope) -> ColumnElement[bool]:
+    return numbers.c.validity_end < scope.grace_cutoff
+
+
+def _notice_given(scope: RunScope) -> ColumnElement[bool]:
+    return (
+        sa.exists()
+        .where(
+            warnings.c.msisdn == numbers.c.msisdn,
+            warnings.c.cycle == numbers.c.cycle,
+            warnings.c.state.in_(WARNING_FINAL_STATES),
+            warnings.c.final_on <= scope.notice_cutoff,
+        )
+        .correlate(numbers)
+    )
+
+
+def _warning_values(scope: RunScope, stage: ColumnElement[int], grace_end: ColumnElement[date]) -> (
+    sa.Select[tuple[object, ...]]
+):
+    shown = display_number(numbers.c.msisdn, scope.region)
+    length = text_frames.c.fixed_units + sa.func.length(shown)
+    parts = sa.case(
+        (length <= text_frames.c.single_limit, 1),
+        else_=(length + text_frames.c.part_limit - 1) // text_frames.c.part_limit,
+    )
+    return sa.select(
+        numbers.c.msisdn,
+        numbers.c.cycle,
+        stage,
+        numbers.c.owner_id,
+        numbers.c.language,
+        grace_end,
+        text_frames.c.prefix + shown + text_frames.c.suffix,
+        text_frames.c.encoding,
+        parts,
+        sa.literal("pending"),
+        sa.literal(scope.now, warnings.c.queued_at.type),
+        sa.literal(scope.as_of, sa.Date),
+        sa.literal(scope.run_id),
+        sa.literal(0),
+        sa.literal(scope.now, warnings.c.next_attempt_at.type),
+    )
+
+
+_WARNING_COLUMNS = [
+    "msisdn",
+    "cycle",
+    "stage",
+    "owner_id",
+    "language",
+    "grace_end",
+    "text",
+    "encoding",
+    "segments",
+    "state",
+    "queued_at",
+    "queued_on",
+    "queued_by_run_id",
+    "attempts",
+    "next_attempt_at",
+]
+
+
+def queue_warnings(connection: Connection, scope: RunScope) -> None:
+    """Queue the due stage for every owned, unheld number inside the warning stages, unless its
+    cycle already has that stage or a more urgent one."""
+    window_end = scope.grace_cutoff + timedelta(days=scope.rules.earliest_stage)
+    already_warned = (
+        sa.exists()
+        .where(
+            warnings.c.msisdn == numbers.c.msisdn,
+            warnings.c.cycle == numbers.c.cycle,
+            warnings.c.stage <= text_frames.c.stage,
+        )
+        .correlate(numbers, text_frames)
+    )
+    chosen = (
+        _warning_values(scope, text_frames.c.stage, text_frames.c.grace_end)
+        .select_from(
+            numbers.join(
+                text_frames,
+                sa.and_(
+                    text_frames.c.language == numbers.c.language,
+                    text_frames.c.validity_end == numbers.c.validity_end,
+                ),
+            )
+        )
+        .where(
+            _owned,
+            _not_held,
+            numbers.c.validity_end.between(scope.grace_cutoff, window_end),
+            ~already_warned,
+        )
+    )
+    connection.execute(warnings.insert().from_select(_WARNING_COLUMNS, chosen))
+
+
+def queue_final_notices(connection: Connection, scope: RunScope) -> None:
+    """Queue a final notice for every number past grace end whose cycle has no warning at all."""
+    any_warning = (
+        sa.exists()
+        .where(warnings.c.msisdn == numbers.c.msisdn, warnings.c.cycle == numbers.c.cycle)
+        .correlate(numbers)
+    )
+    chosen = (
+        _warning_values(
+            scope,
+            text_frames.c.stage,
+            add_days(numbers.c.validity_end, scope.rules.grace_days),
+        )
+        .select_from(
+            numbers.join(
+                text_frames,
+                sa.and_(
+                    text_frames.c.language == numbers.c.language,
+                    text_frames.c.stage == FINAL_NOTICE_STAGE,
+                ),
+            )
+        )
+        .where(_owned, _not_held, _past_grace(scope), ~any_warning)
+    )
+    connection.execute(warnings.insert().from_select(_WARNING_COLUMNS, chosen))
+
+
+def audit_queued_warnings(connection: Connection, scope: RunScope) -> None:
+    """One audit event per warning this run queued."""
+    chosen = sa.select(
+        sa.literal(scope.now, audit_events.c.occurred_at.type),
+        sa.literal("warning.queued"),
+        warnings.c.msisdn,
+        sa.literal(scope.actor),
+        sa.literal(scope.run_id),
+        warnings.c.owner_id,
+        warnings.c.cycle,
+        warnings.c.stage,
+        warnings.c.id,
+    ).where(warnings.c.queued_by_run_id == scope.run_id)
+    connection.execute(
+        audit_events.insert().from_select(
+            [
+                "occurred_at",
+                "event_type",
+                "msisdn",
+                "actor",
+                "run_id",
+                "owner_id",
+                "cycle",
+                "stage",
+                "warning_id",
+            ],
+            chosen,
+        )
+    )
+
+
+@dataclass(frozen=True)
+class BaseCounts:
+    """The base as the run finds it, before it recycles."""
+
+    on_hold: int
+    past_grace: int  # owned, not held, past grace end
+    notice_given: int  # of those, the ones the minimum-notice rule lets go
+    active_or_in_grace: int
+
+
+def count_base(connection: Connection, scope: RunScope) -> BaseCounts:
+    """Count held numbers, numbers past grace (with and without notice) and the live base."""
+    past = sa.and_(_not_held, _past_grace(scope))
+    row = connection.execute(
+        sa.select(
+            sa.func.count().filter(numbers.c.on_hold.is_(sa.true())),
+            sa.func.count().filter(past),
+            sa.func.count().filter(sa.and_(past, _notice_given(scope))),
+            sa.func.count().filter(numbers.c.validity_end >= scope.grace_cutoff),
+        ).where(_owned)
+    ).one()
+    return BaseCounts(
+        on_hold=row[0], past_grace=row[1], notice_given=row[2], active_or_in_grace=row[3]
+    )
+
+
+def newest_feed(connection: Connection) -> datetime | None:
+    """The newest top-up, or the newest watermark an import declared, whichever is later."""
+    newest_topup, newest_watermark = connection.execute(
+        sa.select(
+            sa.select(sa.func.max(topups.c.topped_up_at)).scalar_subquery(),
+            sa.select(sa.func.max(imports.c.watermark)).scalar_subquery(),
+        )
+    ).one()
+    moments = [moment for moment in (newest_topup, newest_watermark) if moment is not None]
+    return max(moments) if moments else None
+
+
+def recycle(connection: Connection, scope: RunScope) -> int:
+    """Recycle every owned, unheld number past grace end with minimum notice given.
+
+    The first statement is the gate: it marks the numbers, re-checking validity end and notice
+    on each row as it locks it, so that a top-up committed before it always wins. Everything
+    after works only on the marked set, inside the same transaction.
+    """
+    gate = connection.execute(
+        sa.update(numbers)
+        .where(_owned, _not_held, _past_grace(scope), _notice_given(scope))
+        .values(recycled_by_run_id=scope.run_id, updated_at=scope.now)
+    )
+    recycled = gate.rowcount
+    if recycled == 0:
+        return 0
+    marked = sa.and_(numbers.c.recycled_by_run_id == scope.run_id, _owned)
+    connection.execute(
+        sa.update(ownerships)
+        .where(
+            ownerships.c.ended_at.is_(None),
+            ownerships.c.msisdn.in_(sa.select(numbers.c.msisdn).where(marked)),
+        )
+        .values(
+            ended_at=scope.now,
+            ended_on=scope.today,
+            end_cause="recycle",
+            ended_by=scope.actor,
+            run_id=scope.run_id,
+            final_validity_end=sa.select(numbers.c.validity_end)
+            .where(numbers.c.msisdn == ownerships.c.msisdn)
+            .scalar_subquery(),
+        )
+    )
+    connection.execute(
+        resale_pool.insert().from_select(
+            [
+                "msisdn",
+                "previous_ownership_id",
+                "recycled_by_run_id",
+                "entered_at",
+                "entered_on",
+                "available_from",
+            ],
+            sa.select(
+                ownerships.c.msisdn,
+                ownerships.c.id,
+                sa.literal(scope.run_id),
+                sa.literal(scope.now, resale_pool.c.entered_at.type),
+                sa.literal(scope.as_of, sa.Date),
+                sa.literal(scope.available_from, sa.Date),
+            ).where(ownerships.c.run_id == scope.run_id, ownerships.c.end_cause == "recycle"),
+        )
+    )
+    connection.execute(
+        sa.update(warnings)
+        .where(
+            warnings.c.state.in_(WARNING_OPEN_STATES),
+            sa.exists()
+            .where(
+                numbers.c.msisdn == warnings.c.msisdn,
+                numbers.c.cycle == warnings.c.cycle,
+                marked,
+            )
+            .correlate(warnings),
+        )
+        .values(state="cancelled", cancel_reason="recycled", lease_expires_at=None)
+    )
+    connection.execute(
+        audit_events.insert().from_select(
+            [
+                "occurred_at",
+                "event_type",
+                "msisdn",
+                "actor",
+                "run_id",
+                "owner_id",
+                "cycle",
+                "validity_end_before",
+                "reason",
+            ],
+            sa.select(
+                sa.literal(scope.now, audit_events.c.occurred_at.type),
+                sa.literal("number.recycled"),
+                numbers.c.msisdn,
+                sa.literal(scope.actor),
+                sa.literal(scope.run_id),
+                numbers.c.owner_id,
+                numbers.c.cycle,
+                numbers.c.validity_end,
+                sa.literal(
+                    f"grace ended before {scope.as_of.isoformat()} and a warning reached the "
+                    f"subscriber on or before {scope.notice_cutoff.isoformat()}"
+                ),
+            ).where(marked),
+        )
+    )
+    connection.execute(
+        sa.update(numbers)
+        .where(marked)
+        .values(
+            owner_id=None,
+            language=None,
+            validity_end=None,
+            cycle=numbers.c.cycle + 1,
+            updated_at=scope.now,
+        )
+    )
+    return recycled
+
+
+def audit_deferrals(connection: Connection, scope: RunScope) -> None:
+    """Record, once per number and cycle, that its recycle waits for the minimum notice."""
+    already = (
+        sa.exists()
+        .where(
+            audit_events.c.msisdn == numbers.c.msisdn,
+            audit_events.c.event_type == "recycle.deferred",
+            audit_events.c.cycle == numbers.c.cycle,
+        )
+        .correlate(numbers)
+    )
+    reason = (
+        f"no warning of this cycle reached the subscriber at least "
+        f"{scope.rules.min_notice_days} days before {scope.as_of.isoformat()}"
+    )
+    connection.execute(
+        audit_events.insert().from_select(
+            ["occurred_at", "event_type", "msisdn", "actor", "run_id", "owner_id", "cycle",
+             "validity_end_before", "reason"],
+            sa.select(
+                sa.literal(scope.now, audit_events.c.occurred_at.type),
+                sa.literal("recycle.deferred"),
+                numbers.c.msisdn,
+                sa.literal(scope.actor),
+                sa.literal(scope.run_id),
+                numbers.c.owner_id,
+                numbers.c.cycle,
+                numbers.c.validity_end,
+                sa.literal(reason),
+            ).where(_owned, _not_held, _past_grace(scope), ~_notice_given(scope), ~already),
+        )
+    )
+
+
+def warnings_queued_by_stage(connection: Connection, run_id: int) -> dict[int, int]:
+    """How many warnings of each stage the run queued."""
+    rows = connection.execute(
+        sa.select(warnings.c.stage, sa.func.count())
+        .where(warnings.c.queued_by_run_id == run_id)
+        .group_by(warnings.c.stage)
+    )
+    return {stage: count for stage, count in rows}

@@ -1,0 +1,51 @@
+"""Phone numbers: parsing to E.164, the national form subscribers dial, and masking for logs."""
+
+from __future__ import annotations
+
+import phonenumbers
+
+__all__ = ["InvalidNumber", "display_form", "mask", "national_prefix", "normalise"]
+
+
+class InvalidNumber(ValueError):
+    """Not a valid phone number."""
+
+
+def normalise(text: str, region: str) -> str:
+    """The number in E.164 (``+85512345678``); national forms are read in ``region``."""
+    candidate = text.strip()
+    if not candidate:
+        raise InvalidNumber("empty phone number")
+    try:
+        parsed = phonenumbers.parse(candidate, region)
+    except phonenumbers.NumberParseException as error:
+        raise InvalidNumber(f"not a phone number: {candidate!r}") from error
+    if not phonenumbers.is_valid_number(parsed):
+        raise InvalidNumber(f"not a valid number: {candidate!r}")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def national_prefix(region: str) -> tuple[str, str] | None:
+    """The region's country code as ``+CC`` and its trunk prefix, if numbers are dialled with one.
+
+    For Cambodia this is ``("+855", "0")``: +85512345678 is dialled 012345678.
+    """
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    if metadata is None or not metadata.national_prefix:
+        return None
+    return f"+{metadata.country_code}", metadata.national_prefix
+
+
+def mask(msisdn: str) -> str:
+    """A number with its middle hidden for logs: ``+855*****678``."""
+    if len(msisdn) <= 7:
+        return "*" * len(msisdn)
+    return msisdn[:4] + "*" * (len(msisdn) - 7) + msisdn[-3:]
+
+
+def display_form(msisdn: str, region: str) -> str:
+    """The number as a subscriber of `region` dials it (``012345678``); E.164 if foreign."""
+    prefixes = national_prefix(region)
+    if prefixes is None or not msisdn.startswith(prefixes[0]):
+        return msisdn
+    return prefixes[1] + msisdn[len(prefixes[0]) :]

@@ -1,0 +1,211 @@
+"""The one typed settings object, read once at the edge of the program and passed in.
+
+Sources, strongest first: environment variables ``RECYCLER_<SETTING>``, then the TOML file named by
+``--config`` or ``RECYCLER_CONFIG``, then the defaults below. Lists in the environment are
+comma-separated (``RECYCLER_WARNING_DAYS=30,14,7,1``). Secrets are never read from the file.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from datetime import time
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+__all__ = ["DEFAULT_DATABASE_FILE", "SendWindow", "Settings", "SettingsError", "load_settings"]
+
+DEFAULT_DATABASE_FILE = "recycler.sqlite3"
+
+
+class SettingsError(Exception):
+    """The settings are invalid."""
+
+
+class SendWindow:
+    """Local sending hours, ``HH:MM-HH:MM``; ``00:00-24:00`` means always."""
+
+    def __init__(self, start: time, end: time | None) -> None:
+        # end None stands for 24:00, which datetime.time cannot hold.
+        self.start = start
+        self.end = end
+
+    @classmethod
+    def parse(cls, text: str) -> SendWindow:
+        try:
+            start_text, end_text = (part.strip() for part in text.split("-"))
+            start = time.fromisoformat(start_text)
+            end = None if end_text == "24:00" else time.fromisoformat(end_text)
+        except ValueError as error:
+            raise ValueError(f"expected HH:MM-HH:MM, got {text!r}") from error
+        if end is not None and end <= start:
+            raise ValueError(f"the window {text!r} ends before it starts")
+        return cls(start, end)
+
+    def contains(self, moment: time) -> bool:
+        """Whether a local time of day lies inside the window."""
+        return self.start <= moment and (self.end is None or moment < self.end)
+
+    def __str__(self) -> str:
+        end = "24:00" if self.end is None else self.end.strftime("%H:%M")
+        return f"{self.start.strftime('%H:%M')}-{end}"
+
+
+def _split_commas(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every setting of recycler. Field names are the setting names of PRODUCT.md."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RECYCLER_", extra="forbid", frozen=True, validate_default=True
+    )
+
+    database_url: str = Field(
+        default=f"sqlite:///{DEFAULT_DATABASE_FILE}",
+        description="SQLAlchemy URL; PostgreSQL as postgresql+psycopg://user@host/db",
+    )
+    timezone: str = Field(default="Asia/Phnom_Penh", description="the operator's time zone")
+    grace_days: int = Field(default=90, ge=1, description="days after V the owner keeps the number")
+    warning_days: Annotated[list[int], NoDecode] = Field(
+        default=[30, 14, 7, 1], description="warning stages in days before grace end, descending"
+    )
+    quarantine_days: int = Field(default=0, ge=0, description="days in the pool before sale")
+    min_notice_days: int = Field(default=7, ge=0, description="notice a recycle needs, in days")
+    max_feed_age_hours: float = Field(default=36, gt=0, description="top-up feed staleness limit")
+    max_recycle_fraction: float = Field(
+        default=0.02, ge=0, le=1, description="share of the base one run may recycle"
+    )
+    default_region: str = Field(default="KH", description="region for national-form numbers")
+    console_outbox_path: Path | None = Field(
+        default=None, description="file the console gateway appends to; stdout when unset"
+    )
+    send_window: str = Field(default="08:00-20:00", description="local sending hours")
+    max_segments: int = Field(default=3, ge=1, le=10, description="longest allowed SMS, in parts")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_time_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(f"unknown time zone {value!r}") from error
+        return value
+
+    @field_validator("warning_days", mode="before")
+    @classmethod
+    def _parse_stages(cls, value: Any) -> Any:
+        return _split_commas(value)
+
+    @field_validator("warning_days")
+    @classmethod
+    def _valid_stages(cls, stages: list[int]) -> list[int]:
+        if not stages:
+            raise ValueError("at least one warning stage is needed")
+        if any(stage < 1 for stage in stages):
+            # Stage 0 is reserved for the final notice of the minimum-notice rule.
+            raise ValueError("stages are whole days of at least 1")
+        if len(set(stages)) != len(stages):
+            raise ValueError(f"duplicate stages in {stages}")
+        if stages != sorted(stages, reverse=True):
+            raise ValueError(f"stages must be listed from the earliest, descending: {stages}")
+        return stages
+
+    @field_validator("default_region")
+    @classmethod
+    def _known_region(cls, value: str) -> str:
+        region = value.upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"unknown region {value!r}")
+        return region
+
+    @field_validator("send_window")
+    @classmethod
+    def _valid_window(cls, value: str) -> str:
+        SendWindow.parse(value)
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "postgresql+psycopg://")):
+            raise ValueError(
+                "use sqlite:///PATH or postgresql+psycopg://USER@HOST/DATABASE "
+                f"(got {value.split('://')[0]}://…)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _stages_inside_grace(self) -> Settings:
+        if self.warning_days[0] > self.grace_days:
+            raise ValueError(
+                f"warning_days: the first stage ({self.warning_days[0]}) lies before the grace "
+                f"period starts (grace_days={self.grace_days})"
+            )
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The operator's time zone."""
+        return ZoneInfo(self.timezone)
+
+    @property
+    def window(self) -> SendWindow:
+        """The parsed sending hours."""
+        return SendWindow.parse(self.send_window)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file arrives as init arguments; the environment must win over it.
+        return (env_settings, init_settings)
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for problem in error.errors():
+        name = ".".join(str(part) for part in problem["loc"])
+        message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "extra_forbidden":
+            message = "not a setting of recycler"
+        # A whole-model check names its setting inside the message itself.
+        lines.append(f"setting {name}: {message}" if name else f"setting {message}")
+    return "; ".join(lines)
+
+
+def load_settings(config_path: Path | None = None, **overrides: Any) -> Settings:
+    """Read the settings from the TOML file (if any) and the environment.
+
+    ``overrides`` are for callers that build settings in code (tests, the benchmark); they rank
+    with the file, below the environment.
+    """
+    path = config_path
+    if path is None and os.environ.get("RECYCLER_CONFIG"):
+        path = Path(os.environ["RECYCLER_CONFIG"])
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            values = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as error:
+            raise SettingsError(f"config file {path} does not exist") from error
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            raise SettingsError(f"config file {path} is not valid TOML: {error}") from error
+    values.update(overrides)
+    try:
+        return Settings(**values)
+    except ValidationError as error:
+        raise SettingsError(_describe(error)) from None

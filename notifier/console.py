@@ -1,0 +1,59 @@
+"""The console gateway: every SMS becomes one JSON line, on standard output or in a file.
+
+It is the default, so that a demo or a test shows exactly what subscribers would receive.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from pathlib import Path
+from typing import TextIO
+
+from notifier.message import Message
+
+__all__ = ["ConsoleGateway"]
+
+
+class ConsoleGateway:
+    """Writes each message as a JSON line with to, text, encoding, segments and reference."""
+
+    name = "console"
+
+    def __init__(self, path: Path | None = None, stream: TextIO | None = None) -> None:
+        self._path = path
+        self._stream = stream
+        self._file: TextIO | None = None
+        self._lock = threading.Lock()
+
+    def send(self, message: Message) -> str:
+        line = json.dumps(
+            {
+                "to": message.to,
+                "text": message.text,
+                "encoding": str(message.encoding),
+                "segments": message.segments,
+                "reference": message.reference,
+            },
+            ensure_ascii=False,
+        )
+        with self._lock:
+            target = self._target()
+            target.write(line + "\n")
+            # A line that is not flushed was not sent: the outbox must not say otherwise.
+            target.flush()
+        return f"console-{message.reference}"
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+    def _target(self) -> TextIO:
+        if self._path is None:
+            return self._stream or sys.stdout
+        if self._file is None:
+            self._file = self._path.open("a", encoding="utf-8")
+        return self._file
