@@ -11,7 +11,7 @@ import os
 import tomllib
 from datetime import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -88,8 +88,20 @@ class Settings(BaseSettings):
     console_outbox_path: Path | None = Field(
         default=None, description="file the console gateway appends to; stdout when unset"
     )
+    gateway: Literal["console"] = Field(default="console", description="SMS gateway adapter")
     send_window: str = Field(default="08:00-20:00", description="local sending hours")
+    max_attempts: int = Field(default=8, ge=1, le=50, description="sends tried before failing")
+    lease_seconds: float = Field(
+        default=300, gt=0, description="how long a claimed warning stays claimed"
+    )
     max_segments: int = Field(default=3, ge=1, le=10, description="longest allowed SMS, in parts")
+    max_run_age_hours: float = Field(
+        default=26, gt=0, description="status is unhealthy when the last good run is older"
+    )
+    log_format: Literal["auto", "console", "json"] = Field(
+        default="auto", description="log lines: json, console, or auto (console on a terminal)"
+    )
+    log_full_numbers: bool = Field(default=False, description="log numbers unmasked")
 
     @field_validator("timezone")
     @classmethod

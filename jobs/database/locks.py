@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from jobs.database.engine import Database
 
-__all__ = ["RUN_LOCK_KEY", "LockBusy", "run_lock"]
+__all__ = ["RUN_LOCK_KEY", "LockBusy", "run_lock", "sqlite_sender_lock"]
 
 # An arbitrary, fixed 64-bit key: "recycler run" in ASCII, truncated to fit a signed bigint.
 RUN_LOCK_KEY = 0x7265_6379_636C_6572 & 0x7FFF_FFFF_FFFF_FFFF
@@ -39,6 +39,18 @@ def run_lock(database: Database, *, wait_seconds: float = 0.0) -> Iterator[None]
         yield
         return
     with _file_lock(path.with_name(path.name + ".run-lock"), wait_seconds):
+        yield
+
+
+@contextmanager
+def sqlite_sender_lock(database: Database) -> Iterator[None]:
+    """On SQLite, one sender at a time: a second one is refused (LockBusy) rather than left to
+    fight over the database's single write lock."""
+    path = database.sqlite_path
+    if not database.is_sqlite or path is None:
+        yield
+        return
+    with _file_lock(path.with_name(path.name + ".send-lock"), 0.0):
         yield
 
 

@@ -224,7 +224,8 @@ warnings = sa.Table(
     sa.Column("state", sa.String(12), nullable=False, server_default="pending"),
     sa.Column("queued_at", UtcDateTime, nullable=False),
     sa.Column("queued_on", sa.Date, nullable=False),
-    sa.Column("queued_by_run_id", sa.Integer, sa.ForeignKey("runs.id"), nullable=False),
+    # Empty only for the synthetic history `recycler seed` writes, which no run queued.
+    sa.Column("queued_by_run_id", sa.Integer, sa.ForeignKey("runs.id")),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("next_attempt_at", UtcDateTime, nullable=False),
     sa.Column("lease_expires_at", UtcDateTime),

@@ -20,7 +20,15 @@ from jobs.phone import national_prefix
 from jobs.rules import FINAL_NOTICE_STAGE, Rules, due_stage
 from notifier.templates import TemplateBook, TemplateKind, TextFrame
 
-__all__ = ["FrameRow", "build_frames", "display_number", "load_frames", "text_frames"]
+__all__ = [
+    "FrameRow",
+    "build_frames",
+    "display_number",
+    "frame_row",
+    "framed_text",
+    "load_frames",
+    "text_frames",
+]
 
 _frames_metadata = sa.MetaData()
 
@@ -73,13 +81,13 @@ def build_frames(as_of: date, rules: Rules, templates: TemplateBook) -> list[Fra
                 continue
             grace_end = validity_end + timedelta(days=rules.grace_days)
             frame = templates.frame(language, TemplateKind.WARNING, grace_end=grace_end)
-            frames.append(_row(language, validity_end, stage, grace_end, frame))
+            frames.append(frame_row(language, validity_end, stage, grace_end, frame))
         final = templates.frame(language, TemplateKind.FINAL_NOTICE, resale_from=resale_from)
-        frames.append(_row(language, None, FINAL_NOTICE_STAGE, None, final))
+        frames.append(frame_row(language, None, FINAL_NOTICE_STAGE, None, final))
     return frames
 
 
-def _row(
+def frame_row(
     language: str, validity_end: date | None, stage: int, grace_end: date | None, frame: TextFrame
 ) -> FrameRow:
     limits = frame.encoding.limits
@@ -120,3 +128,16 @@ def display_number(msisdn: ColumnElement[str], region: str) -> ColumnElement[str
         ),
         else_=msisdn,
     )
+
+
+def framed_text(
+    msisdn: ColumnElement[str], region: str
+) -> tuple[ColumnElement[str], ColumnElement[str], ColumnElement[int]]:
+    """SQL for a warning's text, encoding and parts, for rows joined to ``text_frames``."""
+    shown = display_number(msisdn, region)
+    length = text_frames.c.fixed_units + sa.func.length(shown)
+    parts = sa.case(
+        (length <= text_frames.c.single_limit, 1),
+        else_=(length + text_frames.c.part_limit - 1) // text_frames.c.part_limit,
+    )
+    return text_frames.c.prefix + shown + text_frames.c.suffix, text_frames.c.encoding, parts

@@ -25,7 +25,7 @@ from jobs.database.schema import (
     topups,
     warnings,
 )
-from jobs.nightly.frames import display_number, text_frames
+from jobs.nightly.frames import framed_text, text_frames
 from jobs.rules import FINAL_NOTICE_STAGE, Rules
 
 __all__ = ["BaseCounts", "RunScope", "count_base", "newest_feed", "recycle", "queue_warnings"]
@@ -84,15 +84,10 @@ def _notice_given(scope: RunScope) -> ColumnElement[bool]:
     )
 
 
-def _warning_values(scope: RunScope, stage: ColumnElement[int], grace_end: ColumnElement[date]) -> (
-    sa.Select[tuple[object, ...]]
-):
-    shown = display_number(numbers.c.msisdn, scope.region)
-    length = text_frames.c.fixed_units + sa.func.length(shown)
-    parts = sa.case(
-        (length <= text_frames.c.single_limit, 1),
-        else_=(length + text_frames.c.part_limit - 1) // text_frames.c.part_limit,
-    )
+def _warning_values(
+    scope: RunScope, stage: ColumnElement[int], grace_end: ColumnElement[date]
+) -> sa.Select[tuple[object, ...]]:
+    text, encoding, parts = framed_text(numbers.c.msisdn, scope.region)
     return sa.select(
         numbers.c.msisdn,
         numbers.c.cycle,
@@ -100,8 +95,8 @@ def _warning_values(scope: RunScope, stage: ColumnElement[int], grace_end: Colum
         numbers.c.owner_id,
         numbers.c.language,
         grace_end,
-        text_frames.c.prefix + shown + text_frames.c.suffix,
-        text_frames.c.encoding,
+        text,
+        encoding,
         parts,
         sa.literal("pending"),
         sa.literal(scope.now, warnings.c.queued_at.type),
@@ -268,9 +263,20 @@ def recycle(connection: Connection, scope: RunScope) -> int:
     on each row as it locks it, so that a top-up committed before it always wins. Everything
     after works only on the marked set, inside the same transaction.
     """
+    eligible = sa.and_(_owned, _not_held, _past_grace(scope), _notice_given(scope))
+    if connection.dialect.name == "postgresql":
+        # Lock in msisdn order, as imports do, so that a run and an import never deadlock.
+        locked = (
+            sa.select(numbers.c.msisdn)
+            .where(eligible)
+            .order_by(numbers.c.msisdn)
+            .with_for_update()
+            .subquery()
+        )
+        connection.execute(sa.select(sa.func.count()).select_from(locked))
     gate = connection.execute(
         sa.update(numbers)
-        .where(_owned, _not_held, _past_grace(scope), _notice_given(scope))
+        .where(eligible)
         .values(recycled_by_run_id=scope.run_id, updated_at=scope.now)
     )
     recycled = gate.rowcount

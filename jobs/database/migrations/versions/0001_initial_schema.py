@@ -204,7 +204,7 @@ def upgrade() -> None:
         sa.Column("state", sa.String(length=12), server_default="pending", nullable=False),
         sa.Column("queued_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("queued_on", sa.Date(), nullable=False),
-        sa.Column("queued_by_run_id", sa.Integer(), nullable=False),
+        sa.Column("queued_by_run_id", sa.Integer(), nullable=True),
         sa.Column("attempts", sa.Integer(), server_default="0", nullable=False),
         sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True),

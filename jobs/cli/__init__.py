@@ -1,0 +1,47 @@
+"""``recycler``: the one command-line program."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from jobs import __version__
+from jobs.cli.app import App, RecyclerGroup
+from jobs.cli.data import import_group, seed_command
+from jobs.cli.db import db_group
+from jobs.cli.looking import number_command, status_command
+from jobs.cli.nightly import run_command
+from jobs.cli.sending import send_command
+
+__all__ = ["cli", "main"]
+
+
+@click.group(cls=RecyclerGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="RECYCLER_CONFIG",
+    help="TOML settings file (environment variables RECYCLER_* win over it).",
+)
+@click.version_option(__version__, prog_name="recycler")
+@click.pass_context
+def cli(context: click.Context, config_path: Path | None) -> None:
+    """recycler: warns prepaid subscribers before their grace period ends, and moves numbers
+    past it into the resale pool."""
+    context.obj = App(config_path=config_path)
+
+
+cli.add_command(db_group)
+cli.add_command(import_group)
+cli.add_command(seed_command)
+cli.add_command(run_command)
+cli.add_command(send_command)
+cli.add_command(status_command)
+cli.add_command(number_command)
+
+
+def main() -> None:
+    """Entry point of the console script."""
+    cli(prog_name="recycler")

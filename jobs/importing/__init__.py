@@ -1,0 +1,1 @@
+"""Loading subscriber and top-up files."""

@@ -1,0 +1,315 @@
+"""Read-only views for people: the system's status and one number's state and story."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from jobs.clock import Clock, local_date
+from jobs.database.engine import Database
+from jobs.database.schema import (
+    audit_events,
+    numbers,
+    ownerships,
+    resale_pool,
+    runs,
+    warnings,
+)
+from jobs.errors import InputRefused, NumberNotFound
+from jobs.phone import InvalidNumber, normalise
+from jobs.rules import Phase, Rules, phase
+from jobs.settings import Settings
+
+__all__ = ["NumberView", "StatusView", "number_view", "status_view"]
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+def _row_dict(row: sa.Row[Any]) -> dict[str, Any]:
+    return {key: _json_value(value) for key, value in row._mapping.items()}
+
+
+@dataclass
+class StatusView:
+    """Last runs, the outbox by state, and the base by phase."""
+
+    today: date
+    runs: list[dict[str, Any]]
+    warnings_by_state: dict[str, int]
+    oldest_pending_minutes: float | None
+    numbers_by_state: dict[str, int]
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        """Whether monitoring should be content."""
+        return not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        """The machine-readable status."""
+        return {
+            "today": self.today.isoformat(),
+            "healthy": self.healthy,
+            "problems": self.problems,
+            "runs": self.runs,
+            "warnings": self.warnings_by_state,
+            "oldest_pending_minutes": self.oldest_pending_minutes,
+            "numbers": self.numbers_by_state,
+        }
+
+
+def status_view(
+    database: Database, settings: Settings, clock: Clock, rules: Rules, *, last_runs: int = 5
+) -> StatusView:
+    """Gather the status in one read transaction."""
+    now = clock.now()
+    today = local_date(now, settings.zone)
+    grace_cutoff = today - timedelta(days=rules.grace_days)
+    with database.read() as connection:
+        recent = [
+            _row_dict(row)
+            for row in connection.execute(
+                sa.select(
+                    runs.c.id,
+                    runs.c.as_of,
+                    runs.c.outcome,
+                    runs.c.dry_run,
+                    runs.c.catch_up,
+                    runs.c.started_at,
+                    runs.c.finished_at,
+                    runs.c.warnings_queued,
+                    runs.c.recycled,
+                    runs.c.deferred,
+                    runs.c.withheld,
+                    runs.c.on_hold,
+                    runs.c.guards,
+                    runs.c.message,
+                )
+                .order_by(runs.c.id.desc())
+                .limit(last_runs)
+            )
+        ]
+        by_state = {
+            state: count
+            for state, count in connection.execute(
+                sa.select(warnings.c.state, sa.func.count()).group_by(warnings.c.state)
+            )
+        }
+        oldest = connection.execute(
+            sa.select(sa.func.min(warnings.c.queued_at)).where(warnings.c.state == "pending")
+        ).scalar()
+        owned = numbers.c.owner_id.is_not(None)
+        held = numbers.c.on_hold.is_(sa.true())
+        counts = connection.execute(
+            sa.select(
+                sa.func.count().filter(owned, ~held, numbers.c.validity_end >= today),
+                sa.func.count().filter(
+                    owned, ~held, numbers.c.validity_end < today,
+                    numbers.c.validity_end >= grace_cutoff,
+                ),
+                sa.func.count().filter(owned, ~held, numbers.c.validity_end < grace_cutoff),
+                sa.func.count().filter(owned, held),
+            )
+        ).one()
+        pool = connection.execute(
+            sa.select(
+                sa.func.count().filter(resale_pool.c.available_from > today),
+                sa.func.count().filter(resale_pool.c.available_from <= today),
+            ).where(resale_pool.c.left_at.is_(None))
+        ).one()
+        last_success = connection.execute(
+            sa.select(sa.func.max(runs.c.finished_at)).where(
+                runs.c.outcome.in_(("succeeded", "withheld")), runs.c.dry_run.is_(sa.false())
+            )
+        ).scalar()
+        last_real = connection.execute(
+            sa.select(runs.c.id, runs.c.outcome, runs.c.message)
+            .where(runs.c.dry_run.is_(sa.false()), runs.c.outcome != "running")
+            .order_by(runs.c.id.desc())
+            .limit(1)
+        ).first()
+    view = StatusView(
+        today=today,
+        runs=recent,
+        warnings_by_state={state: by_state.get(state, 0) for state in _STATES},
+        oldest_pending_minutes=(
+            round((now - oldest).total_seconds() / 60, 1) if oldest is not None else None
+        ),
+        numbers_by_state={
+            "active": counts[0],
+            "in_grace": counts[1],
+            "past_grace": counts[2],
+            "on_hold": counts[3],
+            "pool_quarantined": pool[0],
+            "pool_available": pool[1],
+        },
+    )
+    if last_real is not None and last_real.outcome in ("failed", "interrupted", "abandoned"):
+        view.problems.append(f"the last run ({last_real.id}) {last_real.outcome}")
+    if last_success is None:
+        view.problems.append("no nightly run has succeeded yet")
+    elif now - last_success > timedelta(hours=settings.max_run_age_hours):
+        view.problems.append(
+            f"the newest successful run finished {last_success.isoformat(timespec='minutes')}, "
+            f"more than {settings.max_run_age_hours:g} h ago"
+        )
+    return view
+
+
+_STATES = ("pending", "sending", "sent", "delivered", "failed", "cancelled")
+
+
+@dataclass
+class NumberView:
+    """One number: where it stands today and everything that happened to it."""
+
+    msisdn: str
+    state: str
+    owner_id: str | None
+    language: str | None
+    validity_end: date | None
+    grace_end: date | None
+    days_left: int | None
+    cycle: int
+    on_hold: bool
+    warnings: list[dict[str, Any]]
+    pool: list[dict[str, Any]]
+    ownerships: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+
+    def to_json(self) -> dict[str, Any]:
+        """The machine-readable view."""
+        return {
+            "msisdn": self.msisdn,
+            "state": self.state,
+            "owner_id": self.owner_id,
+            "language": self.language,
+            "validity_end": _json_value(self.validity_end),
+            "grace_end": _json_value(self.grace_end),
+            "days_left": self.days_left,
+            "cycle": self.cycle,
+            "on_hold": self.on_hold,
+            "warnings": self.warnings,
+            "pool": self.pool,
+            "ownerships": self.ownerships,
+            "events": self.events,
+        }
+
+
+def number_view(
+    database: Database, settings: Settings, clock: Clock, rules: Rules, text: str
+) -> NumberView:
+    """Look one number up; refuses malformed and unknown numbers with a clear message."""
+    try:
+        msisdn = normalise(text, settings.default_region)
+    except InvalidNumber as error:
+        raise InputRefused(f"{error} (give it as +85512345678 or 012345678)") from None
+    today = local_date(clock.now(), settings.zone)
+    with database.read() as connection:
+        row = connection.execute(sa.select(numbers).where(numbers.c.msisdn == msisdn)).first()
+        if row is None:
+            raise NumberNotFound(f"recycler knows no number {msisdn}")
+        warning_rows = connection.execute(
+            sa.select(
+                warnings.c.id,
+                warnings.c.cycle,
+                warnings.c.stage,
+                warnings.c.state,
+                warnings.c.queued_on,
+                warnings.c.final_on,
+                warnings.c.grace_end,
+                warnings.c.attempts,
+                warnings.c.error_code,
+                warnings.c.cancel_reason,
+                warnings.c.gateway_message_id,
+            )
+            .where(warnings.c.msisdn == msisdn)
+            .order_by(warnings.c.id)
+        )
+        warning_list = [_row_dict(item) for item in warning_rows]
+        pool_list = [
+            _row_dict(item)
+            for item in connection.execute(
+                sa.select(
+                    resale_pool.c.entered_on,
+                    resale_pool.c.available_from,
+                    resale_pool.c.recycled_by_run_id,
+                    resale_pool.c.left_on,
+                    resale_pool.c.left_cause,
+                )
+                .where(resale_pool.c.msisdn == msisdn)
+                .order_by(resale_pool.c.id)
+            )
+        ]
+        ownership_list = [
+            _row_dict(item)
+            for item in connection.execute(
+                sa.select(
+                    ownerships.c.owner_id,
+                    ownerships.c.started_at,
+                    ownerships.c.start_cause,
+                    ownerships.c.started_by,
+                    ownerships.c.ended_at,
+                    ownerships.c.end_cause,
+                    ownerships.c.ended_by,
+                    ownerships.c.final_validity_end,
+                    ownerships.c.reason,
+                )
+                .where(ownerships.c.msisdn == msisdn)
+                .order_by(ownerships.c.id)
+            )
+        ]
+        events = [
+            {key: value for key, value in _row_dict(item).items() if value is not None}
+            for item in connection.execute(
+                sa.select(
+                    audit_events.c.occurred_at,
+                    audit_events.c.event_type,
+                    audit_events.c.actor,
+                    audit_events.c.owner_id,
+                    audit_events.c.cycle,
+                    audit_events.c.stage,
+                    audit_events.c.warning_id,
+                    audit_events.c.validity_end_before,
+                    audit_events.c.validity_end_after,
+                    audit_events.c.reason,
+                )
+                .where(audit_events.c.msisdn == msisdn)
+                .order_by(audit_events.c.id)
+            )
+        ]
+    validity_end: date | None = row.validity_end
+    grace_end = validity_end + timedelta(days=rules.grace_days) if validity_end else None
+    if row.owner_id is None:
+        current_pool = [entry for entry in pool_list if entry["left_on"] is None]
+        available = current_pool and date.fromisoformat(current_pool[0]["available_from"]) <= today
+        state = "in pool (available)" if available else "in pool (quarantined)"
+    elif row.on_hold:
+        state = "on hold"
+    else:
+        assert validity_end is not None
+        state = str(phase(validity_end, today, rules))
+        if state == Phase.PAST_GRACE:
+            state = "past grace (awaiting recycle)"
+    return NumberView(
+        msisdn=msisdn,
+        state=state,
+        owner_id=row.owner_id,
+        language=row.language,
+        validity_end=validity_end,
+        grace_end=grace_end,
+        days_left=(grace_end - today).days if grace_end else None,
+        cycle=row.cycle,
+        on_hold=row.on_hold,
+        warnings=warning_list,
+        pool=pool_list,
+        ownerships=ownership_list,
+        events=events,
+    )

@@ -1,0 +1,1 @@
+"""Sending: the outbox statements, the dispatcher, and the choice of gateway."""
