@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 from jobs.clock import Clock, local_date
 from jobs.database.engine import Database
 from jobs.database.schema import imports
-from jobs.importing.reader import CsvFormat, RawRow, read_csv
+from jobs.importing.reader import CsvFile, CsvFormat, RawRow
 from jobs.importing.staging import StagingTable
 from jobs.failpoints import failpoint
 from jobs.settings import Settings
@@ -90,21 +90,14 @@ class Merge(Protocol):
 
 
 def _staged_rows(
-    path: Path,
-    csv_format: CsvFormat,
-    parse: RowParser,
-    context: ImportContext,
-    on_progress: Callable[[int], None] | None,
-    header: list[str],
+    source: CsvFile, parse: RowParser, context: ImportContext
 ) -> Iterator[tuple[Any, ...]]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="")
-    for row in read_csv(path, csv_format, on_progress):
+    for row in source.rows():
         buffer.seek(0)
         buffer.truncate()
         writer.writerow(row.raw)
-        if not header:
-            header.extend(row.fields)
         yield parse(row, buffer.getvalue(), context)
 
 
@@ -130,11 +123,11 @@ def run_import(
     summary = ImportSummary(kind=csv_format.kind, source=str(path), watermark=watermark)
     rejects_target = rejects_path or path.with_name(path.name + ".rejects.csv")
     pending_rejects = rejects_target.with_name(f".{rejects_target.name}.{os.getpid()}.tmp")
-    header: list[str] = []
+    source = CsvFile(path, csv_format, on_progress)
     try:
         with database.write() as connection:
             staging = StagingTable(connection, staging_table)
-            staging.load(_staged_rows(path, csv_format, parse, context, on_progress, header))
+            staging.load(_staged_rows(source, parse, context))
             staging.index(*dict.fromkeys((*key_columns, "msisdn")))
             _refuse_duplicates(connection, staging.table, key_columns, content_columns)
             import_id = _record(connection, summary, context, csv_format.kind)
@@ -142,8 +135,7 @@ def run_import(
             _summarise(connection, staging.table, summary)
             _finish_record(connection, summary, import_id)
             if summary.rejected:
-                _write_rejects(connection, staging.table, header or list(csv_format.required),
-                               pending_rejects)
+                _write_rejects(connection, staging.table, source.columns, pending_rejects)
             failpoint("import.before_commit")
         if summary.rejected:
             pending_rejects.replace(rejects_target)

@@ -16,7 +16,7 @@ from typing import BinaryIO
 
 from jobs.errors import InputRefused
 
-__all__ = ["CsvFormat", "CsvRefused", "RawRow", "read_csv"]
+__all__ = ["CsvFile", "CsvFormat", "CsvRefused", "RawRow"]
 
 # Far longer than any honest field; csv's own default (128 KiB) would let a broken quote swallow
 # the rest of a large file into one field before failing.
@@ -64,55 +64,78 @@ class _CountingReader(io.RawIOBase):
         return len(data)
 
 
-def read_csv(
-    path: Path, csv_format: CsvFormat, on_progress: Callable[[int], None] | None = None
-) -> Iterator[RawRow]:
-    """Yield the data rows of a CSV file after checking its header.
+class CsvFile:
+    """One CSV file read as a format asks: its header, then its data rows."""
 
-    Raises CsvRefused for a file that cannot be read as the format asks, even after rows were
-    yielded (a byte that is not UTF-8 may come late): callers apply nothing until the end.
-    """
-    csv.field_size_limit(_FIELD_LIMIT)
-    try:
-        binary = path.open("rb")
-    except OSError as error:
-        raise CsvRefused(f"cannot read {path}: {error.strerror}") from None
-    counting = _CountingReader(binary, on_progress or (lambda _count: None))
-    text = io.TextIOWrapper(
-        io.BufferedReader(counting), encoding="utf-8-sig", errors="strict", newline=""
-    )
-    reader = csv.reader(text, strict=True)
-    try:
-        yield from _rows(path, reader, csv_format)
-    except UnicodeDecodeError as error:
-        raise CsvRefused(
-            f"{path.name} is not UTF-8 text (bad byte near line {reader.line_num + 1}); "
-            "export it as UTF-8 CSV"
-        ) from None
-    except csv.Error as error:
-        raise CsvRefused(f"{path.name} is not a readable CSV file (line {reader.line_num}): {error}") from None
-    finally:
-        text.close()
+    def __init__(
+        self,
+        path: Path,
+        csv_format: CsvFormat,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.path = path
+        self.csv_format = csv_format
+        self.on_progress = on_progress or (lambda _count: None)
+        self.columns: list[str] = list(csv_format.required)
 
+    def rows(self) -> Iterator[RawRow]:
+        """Yield the data rows after checking the header.
 
-def _rows(path: Path, reader: csv.Reader[str], csv_format: CsvFormat) -> Iterator[RawRow]:  # type: ignore[name-defined]
-    header = next(reader, None)
-    while header is not None and not any(field.strip() for field in header):
+        Raises CsvRefused for a file that cannot be read as the format asks, even after rows
+        were yielded (a byte that is not UTF-8 may come late): callers apply nothing until the
+        end.
+        """
+        csv.field_size_limit(_FIELD_LIMIT)
+        try:
+            binary = self.path.open("rb")
+        except OSError as error:
+            raise CsvRefused(f"cannot read {self.path}: {error.strerror}") from None
+        counting = _CountingReader(binary, self.on_progress)
+        text = io.TextIOWrapper(
+            io.BufferedReader(counting), encoding="utf-8-sig", errors="strict", newline=""
+        )
+        reader = csv.reader(text, strict=True)
+        try:
+            yield from self._rows(reader)
+        except UnicodeDecodeError:
+            raise CsvRefused(
+                f"{self.path.name} is not UTF-8 text (bad byte near line {reader.line_num + 1}); "
+                "export it as UTF-8 CSV"
+            ) from None
+        except csv.Error as error:
+            raise CsvRefused(
+                f"{self.path.name} is not a readable CSV file (line {reader.line_num}): {error}"
+            ) from None
+        finally:
+            text.close()
+
+    def _rows(self, reader: Iterator[list[str]]) -> Iterator[RawRow]:
         header = next(reader, None)
-    if header is None:
-        raise CsvRefused(f"{path.name} is empty: expected a header row {_expected(csv_format)}")
-    columns = [name.strip().lower() for name in header]
-    _check_header(path, columns, csv_format)
-    for raw in reader:
-        if not any(field.strip() for field in raw):
-            continue  # blank lines carry nothing
-        line = reader.line_num
-        if len(raw) != len(columns):
-            yield RawRow(
-                line, {}, raw, f"expected {len(columns)} fields, found {len(raw)}"
+        while header is not None and not any(field.strip() for field in header):
+            header = next(reader, None)
+        if header is None:
+            raise CsvRefused(
+                f"{self.path.name} is empty: expected a header row {_expected(self.csv_format)}"
             )
-            continue
-        yield RawRow(line, {name: value.strip() for name, value in zip(columns, raw, strict=True)}, raw)
+        columns = [name.strip().lower() for name in header]
+        _check_header(self.path, columns, self.csv_format)
+        self.columns = columns
+        optional = self.csv_format.optional
+        line_number = getattr(reader, "line_num", 0)
+        for raw in reader:
+            line = getattr(reader, "line_num", line_number)
+            if not any(field.strip() for field in raw):
+                continue  # blank lines carry nothing
+            fields = raw
+            # Trailing optional columns may be left off entirely, as many exports do.
+            missing = columns[len(raw) :]
+            if missing and all(name in optional for name in missing):
+                fields = raw + [""] * len(missing)
+            if len(fields) != len(columns):
+                yield RawRow(line, {}, raw, f"expected {len(columns)} fields, found {len(raw)}")
+                continue
+            values = {name: value.strip() for name, value in zip(columns, fields, strict=True)}
+            yield RawRow(line, values, raw)
 
 
 def _expected(csv_format: CsvFormat) -> str:

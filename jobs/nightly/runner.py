@@ -158,6 +158,18 @@ def _apply(
     options: RunOptions,
     report: RunReport,
 ) -> None:
+    newest = steps.newest_completed_run(connection, scope.run_id)
+    if newest is not None and scope.as_of < newest:
+        # The rules are state-based: the run for the later date already did this date's work,
+        # and acting now on an older view of the calendar could only add a late warning.
+        counts = steps.count_base(connection, scope)
+        report.on_hold = counts.on_hold
+        report.deferred = counts.past_grace - counts.notice_given
+        report.messages.append(
+            f"{scope.as_of.isoformat()} is before the newest completed run "
+            f"({newest.isoformat()}), which already covered it: nothing queued or recycled"
+        )
+        return
     load_frames(connection, build_frames(scope.as_of, scope.rules, templates))
     steps.queue_warnings(connection, scope)
     failpoint("run.warnings_queued")
@@ -165,10 +177,10 @@ def _apply(
     counts = steps.count_base(connection, scope)
     report.on_hold = counts.on_hold
     report.deferred = counts.past_grace - counts.notice_given
-    newest = steps.newest_feed(connection)
-    if feed_is_stale(newest, scope.as_of, settings.zone, settings.max_feed_age_hours):
+    feed = steps.newest_feed(connection)
+    if feed_is_stale(feed, scope.as_of, settings.zone, settings.max_feed_age_hours):
         report.guards.append(Guard.STALE_FEED.value)
-        seen = newest.isoformat() if newest else "no top-up was ever imported"
+        seen = feed.isoformat() if feed else "no top-up was ever imported"
         report.messages.append(
             f"recycling withheld: the top-up feed is stale (newest: {seen}; allowed age "
             f"{settings.max_feed_age_hours:g} h at the end of {scope.as_of.isoformat()})"

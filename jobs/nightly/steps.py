@@ -22,6 +22,7 @@ from jobs.database.schema import (
     numbers,
     ownerships,
     resale_pool,
+    runs,
     topups,
     warnings,
 )
@@ -409,6 +410,17 @@ def audit_deferrals(connection: Connection, scope: RunScope) -> None:
             ).where(_owned, _not_held, _past_grace(scope), ~_notice_given(scope), ~already),
         )
     )
+
+
+def newest_completed_run(connection: Connection, run_id: int) -> date | None:
+    """The latest as-of date a real (not dry) run completed, apart from this run."""
+    return connection.execute(
+        sa.select(sa.func.max(runs.c.as_of)).where(
+            runs.c.dry_run.is_(sa.false()),
+            runs.c.outcome.in_(("succeeded", "withheld")),
+            runs.c.id != run_id,
+        )
+    ).scalar()
 
 
 def warnings_queued_by_stage(connection: Connection, run_id: int) -> dict[int, int]:

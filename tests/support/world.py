@@ -1,0 +1,317 @@
+"""A test's world: a real database, settings, a clock that stands still, and short ways to build a
+base, run the nightly job and read back exactly what happened to each number."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from jobs.clock import FixedClock, end_of_day
+from jobs.database.engine import Database
+from jobs.database.schema import (
+    audit_events,
+    imports,
+    metadata,
+    numbers,
+    ownerships,
+    resale_pool,
+    runs,
+    topups,
+    warnings,
+)
+from jobs.importing.loader import ImportSummary
+from jobs.importing.topups import import_topups
+from jobs.nightly import RunOptions, RunReport, run_nightly
+from jobs.settings import Settings, load_settings
+from notifier.templates import TemplateBook
+
+__all__ = ["NumberState", "World", "as_of_noon"]
+
+TEMPLATES = TemplateBook.load()
+
+
+def as_of_noon(day: date, settings: Settings) -> datetime:
+    """Noon of a local date, in UTC: a moment safely inside that day."""
+    return datetime.combine(day, time(12), tzinfo=settings.zone).astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class NumberState:
+    """What a test looks at for one number."""
+
+    owner_id: str | None
+    validity_end: date | None
+    cycle: int
+    in_pool: bool
+
+
+class World:
+    """One database plus the means to act on it as the product would."""
+
+    def __init__(self, database: Database, settings: Settings, clock: FixedClock) -> None:
+        self.database = database
+        self.settings = settings
+        self.clock = clock
+        self._counter = 0
+
+    @classmethod
+    def create(cls, url: str, **settings: Any) -> World:
+        """A world on a migrated database; settings override the defaults."""
+        chosen = load_settings(database_url=url, **settings)
+        return cls(Database(url), chosen, FixedClock(datetime(2026, 11, 25, 5, tzinfo=UTC)))
+
+    @property
+    def url(self) -> str:
+        """The database URL with its password, for subprocesses."""
+        return self.database.url.render_as_string(hide_password=False)
+
+    def close(self) -> None:
+        """Release every connection."""
+        self.database.dispose()
+
+    def with_settings(self, **changes: Any) -> World:
+        """The same database with other settings."""
+        merged = {**self.settings.model_dump(), **changes}
+        return World(self.database, load_settings(**merged), self.clock)
+
+    def reset(self) -> None:
+        """Empty every table (for property tests that reuse one database)."""
+        with self.database.write() as connection:
+            for table in reversed(metadata.sorted_tables):
+                connection.execute(table.delete())
+
+    # Building a base ---------------------------------------------------------------------
+
+    def next_msisdn(self) -> str:
+        """A fresh, valid Cambodian number."""
+        self._counter += 1
+        return f"+85512{self._counter:06d}"
+
+    def add_number(
+        self,
+        validity_end: date,
+        *,
+        msisdn: str | None = None,
+        owner_id: str = "owner-1",
+        language: str = "en",
+        on_hold: bool = False,
+    ) -> str:
+        """An owned number with its ownership record."""
+        number = msisdn or self.next_msisdn()
+        now = self.clock.now()
+        with self.database.write() as connection:
+            connection.execute(
+                numbers.insert().values(
+                    msisdn=number,
+                    owner_id=owner_id,
+                    language=language,
+                    validity_end=validity_end,
+                    cycle=1,
+                    on_hold=on_hold,
+                    updated_at=now,
+                )
+            )
+            connection.execute(
+                ownerships.insert().values(
+                    msisdn=number,
+                    owner_id=owner_id,
+                    language=language,
+                    started_at=now,
+                    started_on=now.date(),
+                    start_cause="import",
+                    started_by="test",
+                )
+            )
+        return number
+
+    def add_warning(
+        self,
+        msisdn: str,
+        stage: int,
+        *,
+        state: str = "sent",
+        final_on: date | None = None,
+        queued_on: date | None = None,
+    ) -> None:
+        """A warning of the number's current cycle, as an earlier night would have left it."""
+        now = self.clock.now()
+        with self.database.write() as connection:
+            number = connection.execute(
+                sa.select(numbers).where(numbers.c.msisdn == msisdn)
+            ).one()
+            connection.execute(
+                warnings.insert().values(
+                    msisdn=msisdn,
+                    cycle=number.cycle,
+                    stage=stage,
+                    owner_id=number.owner_id,
+                    language=number.language,
+                    grace_end=number.validity_end
+                    + timedelta(days=self.settings.grace_days),
+                    text="earlier warning",
+                    encoding="GSM-7",
+                    segments=1,
+                    state=state,
+                    queued_at=now,
+                    queued_on=queued_on or final_on or now.date(),
+                    next_attempt_at=now,
+                    final_at=now if final_on else None,
+                    final_on=final_on,
+                )
+            )
+
+    def fresh_feed(self, day: date) -> None:
+        """Declare the top-up feed complete up to the end of a day, so the stale guard is quiet."""
+        moment = end_of_day(day, self.settings.zone)
+        with self.database.write() as connection:
+            connection.execute(
+                imports.insert().values(
+                    kind="topups",
+                    source="test",
+                    started_at=moment,
+                    finished_at=moment,
+                    rows_read=0,
+                    rows_applied=0,
+                    rows_ignored=0,
+                    rows_rejected=0,
+                    watermark=moment,
+                    actor="test",
+                )
+            )
+
+    # Acting ------------------------------------------------------------------------------
+
+    def run(self, as_of: date, **options: Any) -> RunReport:
+        """The nightly run for a date, on a clock set to that date unless it is already later."""
+        noon = as_of_noon(as_of, self.settings)
+        if self.clock.now() < noon:
+            self.clock.moment = noon
+        return run_nightly(
+            self.database, self.settings, TEMPLATES, self.clock, RunOptions(as_of=as_of, **options)
+        )
+
+    def run_at_clock(self, as_of: date, **options: Any) -> RunReport:
+        """The nightly run for a date, leaving the clock where it is."""
+        return run_nightly(
+            self.database, self.settings, TEMPLATES, self.clock, RunOptions(as_of=as_of, **options)
+        )
+
+    def import_topup(self, msisdn: str, moment: datetime, validity_end: date) -> ImportSummary:
+        """Import one top-up through the real import, with the clock at least at its moment."""
+        self._counter += 1
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "feed.csv"
+            path.write_text(
+                "topup_id,msisdn,topped_up_at,validity_end\n"
+                f"T{self._counter},{msisdn},{moment.isoformat()},{validity_end.isoformat()}\n",
+                encoding="utf-8",
+            )
+            saved = self.clock.moment
+            self.clock.moment = max(saved, moment)
+            try:
+                return import_topups(self.database, path, self.settings, self.clock, actor="test")
+            finally:
+                self.clock.moment = saved
+
+    # Looking -----------------------------------------------------------------------------
+
+    def number(self, msisdn: str) -> NumberState:
+        """Owner, validity end, cycle, and whether it is in the pool."""
+        with self.database.read() as connection:
+            row = connection.execute(sa.select(numbers).where(numbers.c.msisdn == msisdn)).one()
+            in_pool = connection.execute(
+                sa.select(sa.func.count()).where(
+                    resale_pool.c.msisdn == msisdn, resale_pool.c.left_at.is_(None)
+                )
+            ).scalar_one()
+        return NumberState(row.owner_id, row.validity_end, row.cycle, bool(in_pool))
+
+    def warnings_of(self, msisdn: str) -> list[tuple[int, int, str]]:
+        """(cycle, stage, state) of every warning of a number, oldest first."""
+        with self.database.read() as connection:
+            rows = connection.execute(
+                sa.select(warnings.c.cycle, warnings.c.stage, warnings.c.state)
+                .where(warnings.c.msisdn == msisdn)
+                .order_by(warnings.c.id)
+            )
+            return [(row.cycle, row.stage, row.state) for row in rows]
+
+    def events_of(self, msisdn: str) -> list[str]:
+        """The audit event types of a number, oldest first."""
+        with self.database.read() as connection:
+            rows = connection.execute(
+                sa.select(audit_events.c.event_type)
+                .where(audit_events.c.msisdn == msisdn)
+                .order_by(audit_events.c.id)
+            )
+            return [row.event_type for row in rows]
+
+    def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
+        """Everything the rules decide, without ids or times, to compare two databases."""
+        with self.database.read() as connection:
+            return {
+                "numbers": sorted(
+                    connection.execute(
+                        sa.select(
+                            numbers.c.msisdn,
+                            numbers.c.owner_id,
+                            numbers.c.validity_end,
+                            numbers.c.cycle,
+                        )
+                    ).all()
+                ),
+                "warnings": sorted(
+                    connection.execute(
+                        sa.select(
+                            warnings.c.msisdn,
+                            warnings.c.cycle,
+                            warnings.c.stage,
+                            warnings.c.state,
+                            warnings.c.text,
+                            warnings.c.segments,
+                        )
+                    ).all()
+                ),
+                "pool": sorted(
+                    connection.execute(
+                        sa.select(
+                            resale_pool.c.msisdn,
+                            resale_pool.c.entered_on,
+                            resale_pool.c.available_from,
+                        )
+                    ).all()
+                ),
+                "ownerships": sorted(
+                    connection.execute(
+                        sa.select(
+                            ownerships.c.msisdn,
+                            ownerships.c.owner_id,
+                            ownerships.c.end_cause,
+                            ownerships.c.final_validity_end,
+                        )
+                    ).all(),
+                    key=repr,
+                ),
+                "events": sorted(
+                    connection.execute(
+                        sa.select(
+                            audit_events.c.event_type,
+                            audit_events.c.msisdn,
+                            audit_events.c.stage,
+                            audit_events.c.cycle,
+                        )
+                    ).all(),
+                    key=repr,
+                ),
+                "topups": sorted(connection.execute(sa.select(topups.c.topup_id)).all()),
+            }
+
+    def run_records(self) -> list[sa.Row[Any]]:
+        """Every run record, oldest first."""
+        with self.database.read() as connection:
+            return list(connection.execute(sa.select(runs).order_by(runs.c.id)))
