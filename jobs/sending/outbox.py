@@ -60,16 +60,21 @@ def claim(
         sa.and_(warnings.c.state == "pending", warnings.c.next_attempt_at <= now),
         sa.and_(warnings.c.state == "sending", warnings.c.lease_expires_at < now),
     )
+    # A materialised CTE is evaluated exactly once; as an IN-subquery PostgreSQL may run the
+    # LIMIT … SKIP LOCKED selection again per row and claim more than asked.
     chosen = (
         sa.select(warnings.c.id)
         .where(due)
         .order_by(warnings.c.next_attempt_at, warnings.c.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
+        .cte("chosen")
     )
+    if connection.dialect.name == "postgresql":
+        chosen = chosen.prefix_with("MATERIALIZED")
     rows = connection.execute(
         sa.update(warnings)
-        .where(warnings.c.id.in_(chosen), due)
+        .where(warnings.c.id == chosen.c.id, due)
         .values(
             state="sending",
             claimed_by=token,
@@ -252,7 +257,7 @@ def _audit_outcome(
         (warnings.c.error_code.is_not(None), sa.literal("gateway error ") + warnings.c.error_code),
         else_=warnings.c.gateway_message_id,
     )
-    result = connection.execute(
+    result = connection.execution_options(preserve_rowcount=True).execute(
         audit_events.insert().from_select(
             ["occurred_at", "event_type", "msisdn", "actor", "owner_id", "cycle", "stage",
              "warning_id", "reason"],
