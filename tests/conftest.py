@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -132,3 +132,32 @@ def world(database_url: str) -> Iterator[World]:
         yield built
     finally:
         built.close()
+
+
+@pytest.fixture
+def another_database(
+    request: pytest.FixtureRequest,
+    postgres_server: PostgresServer | None,
+    sqlite_template: Path,
+    tmp_path: Path,
+    database_url: str,
+) -> Iterator[Callable[[], str]]:
+    """Makes more fresh databases of the same kind as the test's own."""
+    kind = request.node.callspec.params["database_url"]
+    created: list[str] = []
+
+    def make() -> str:
+        if kind == "sqlite":
+            path = tmp_path / f"another-{len(created)}.sqlite3"
+            shutil.copyfile(sqlite_template, path)
+            url = f"sqlite:///{path}"
+        else:
+            assert postgres_server is not None
+            url = postgres_server.create()
+        created.append(url)
+        return url
+
+    yield make
+    if postgres_server is not None and kind == "postgresql":
+        for url in created:
+            postgres_server.drop(url)
