@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
@@ -32,7 +33,12 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def _row_dict(row: sa.Row[Any]) -> dict[str, Any]:
+class _Mapped(Protocol):
+    @property
+    def _mapping(self) -> Mapping[Any, Any]: ...
+
+
+def _row_dict(row: _Mapped) -> dict[str, Any]:
     return {key: _json_value(value) for key, value in row._mapping.items()}
 
 
@@ -111,7 +117,9 @@ def status_view(
             sa.select(
                 sa.func.count().filter(owned, ~held, numbers.c.validity_end >= today),
                 sa.func.count().filter(
-                    owned, ~held, numbers.c.validity_end < today,
+                    owned,
+                    ~held,
+                    numbers.c.validity_end < today,
                     numbers.c.validity_end >= grace_cutoff,
                 ),
                 sa.func.count().filter(owned, ~held, numbers.c.validity_end < grace_cutoff),

@@ -31,7 +31,15 @@ from sqlalchemy.engine import Connection
 from jobs.clock import Clock, local_date
 from jobs.database.engine import Database
 from jobs.database.functions import add_days
-from jobs.database.schema import UtcDateTime, audit_events, imports, numbers, ownerships, topups, warnings
+from jobs.database.schema import (
+    UtcDateTime,
+    audit_events,
+    imports,
+    numbers,
+    ownerships,
+    topups,
+    warnings,
+)
 from jobs.importing.staging import StagingTable
 from jobs.nightly.frames import FrameRow, frame_row, framed_text, load_frames, text_frames
 from jobs.nightly.runner import rules_of
@@ -43,10 +51,37 @@ __all__ = ["MOBILE_PREFIXES", "SeedSummary", "number_at", "seed"]
 
 # Cambodian mobile prefixes (after the trunk 0) and how many digits follow them.
 MOBILE_PREFIXES: tuple[tuple[str, int], ...] = (
-    *((prefix, 6) for prefix in (
-        "10", "11", "12", "15", "16", "17", "60", "61", "66", "67", "68", "69", "70", "77",
-        "78", "81", "85", "86", "87", "89", "90", "92", "93", "95", "98", "99",
-    )),
+    *(
+        (prefix, 6)
+        for prefix in (
+            "10",
+            "11",
+            "12",
+            "15",
+            "16",
+            "17",
+            "60",
+            "61",
+            "66",
+            "67",
+            "68",
+            "69",
+            "70",
+            "77",
+            "78",
+            "81",
+            "85",
+            "86",
+            "87",
+            "89",
+            "90",
+            "92",
+            "93",
+            "95",
+            "98",
+            "99",
+        )
+    ),
     *((prefix, 7) for prefix in ("31", "38", "71", "76", "88", "96", "97")),
 )
 _SPACE = sum(10**digits for _, digits in MOBILE_PREFIXES)
@@ -232,8 +267,15 @@ def _merge(
     )
     connection.execute(
         ownerships.insert().from_select(
-            ["msisdn", "owner_id", "language", "started_at", "started_on", "start_cause",
-             "started_by"],
+            [
+                "msisdn",
+                "owner_id",
+                "language",
+                "started_at",
+                "started_on",
+                "start_cause",
+                "started_by",
+            ],
             sa.select(
                 table.c.msisdn,
                 table.c.owner_id,
@@ -265,8 +307,15 @@ def _merge(
     ).scalar_one()
     connection.execute(
         topups.insert().from_select(
-            ["topup_id", "msisdn", "topped_up_at", "validity_end", "amount", "import_id",
-             "moved_validity"],
+            [
+                "topup_id",
+                "msisdn",
+                "topped_up_at",
+                "validity_end",
+                "amount",
+                "import_id",
+                "moved_validity",
+            ],
             sa.select(
                 table.c.topup_id,
                 table.c.msisdn,
@@ -305,9 +354,25 @@ def _history(
         )
         connection.execute(
             warnings.insert().from_select(
-                ["msisdn", "cycle", "stage", "owner_id", "language", "grace_end", "text",
-                 "encoding", "segments", "state", "queued_at", "queued_on", "attempts",
-                 "next_attempt_at", "gateway_message_id", "final_at", "final_on"],
+                [
+                    "msisdn",
+                    "cycle",
+                    "stage",
+                    "owner_id",
+                    "language",
+                    "grace_end",
+                    "text",
+                    "encoding",
+                    "segments",
+                    "state",
+                    "queued_at",
+                    "queued_on",
+                    "attempts",
+                    "next_attempt_at",
+                    "gateway_message_id",
+                    "final_at",
+                    "final_on",
+                ],
                 sa.select(
                     table.c.msisdn,
                     sa.literal(1),

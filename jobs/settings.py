@@ -151,7 +151,7 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite://", "postgresql+psycopg://")):
             raise ValueError(
                 "use sqlite:///PATH or postgresql+psycopg://USER@HOST/DATABASE "
-                f"(got {value.split('://')[0]}://…)"
+                f"(got {value.split('://', maxsplit=1)[0]}://…)"
             )
         return value
 

@@ -96,7 +96,7 @@ class TemplateBook:
 
     @classmethod
     def load(cls, directory: Path | None = None, *, max_segments: int = 3) -> TemplateBook:
-        """Read every ``*.toml`` in the directory (the shipped templates by default) and check it."""
+        """Read every ``*.toml`` in the directory (default: the shipped ones) and check them."""
         folder = directory or DEFAULT_DIRECTORY
         languages: dict[str, _Language] = {}
         for path in sorted(folder.glob("*.toml")):

@@ -53,8 +53,9 @@ def _print_status(app: App, view: StatusView) -> None:
     if view.oldest_pending_minutes is not None:
         outbox.add_row("oldest pending", f"{view.oldest_pending_minutes:g} min")
     app.console.print(outbox)
-    base = Table(title=f"Numbers on {view.today.isoformat()}", title_justify="left",
-                 show_header=False)
+    base = Table(
+        title=f"Numbers on {view.today.isoformat()}", title_justify="left", show_header=False
+    )
     for state, count in view.numbers_by_state.items():
         base.add_row(state.replace("_", " "), str(count))
     app.console.print(base)
@@ -88,14 +89,27 @@ def _print_number(app: App, view: NumberView) -> None:
     facts.add_row("days left", "-" if view.days_left is None else str(view.days_left))
     facts.add_row("cycle", str(view.cycle))
     app.console.print(facts)
-    _print_rows(app, "Warnings", view.warnings,
-                ("cycle", "stage", "state", "queued_on", "final_on", "cancel_reason", "error_code"))
-    _print_rows(app, "Resale pool", view.pool,
-                ("entered_on", "available_from", "left_on", "left_cause"))
-    _print_rows(app, "Owners", view.ownerships,
-                ("owner_id", "started_at", "start_cause", "ended_at", "end_cause"))
-    _print_rows(app, "History", view.events,
-                ("occurred_at", "event_type", "actor", "stage", "validity_end_after", "reason"))
+    _print_rows(
+        app,
+        "Warnings",
+        view.warnings,
+        ("cycle", "stage", "state", "queued_on", "final_on", "cancel_reason", "error_code"),
+    )
+    _print_rows(
+        app, "Resale pool", view.pool, ("entered_on", "available_from", "left_on", "left_cause")
+    )
+    _print_rows(
+        app,
+        "Owners",
+        view.ownerships,
+        ("owner_id", "started_at", "start_cause", "ended_at", "end_cause"),
+    )
+    _print_rows(
+        app,
+        "History",
+        view.events,
+        ("occurred_at", "event_type", "actor", "stage", "validity_end_after", "reason"),
+    )
 
 
 def _print_rows(app: App, title: str, rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:

@@ -59,9 +59,9 @@ def send_command(app: App, once: bool, limit: int | None, as_json: bool) -> None
     if as_json:
         click.echo(json.dumps(total.to_json()), err=to_stderr)
     else:
-        window = f" (outside sending hours {app.settings.send_window})" if (
-            total.outside_window
-        ) else ""
+        window = (
+            f" (outside sending hours {app.settings.send_window})" if (total.outside_window) else ""
+        )
         click.echo(
             f"sent {total.sent}, retry later {total.retried}, failed {total.failed}, "
             f"cancelled as superseded {total.cancelled}{window}",

@@ -27,8 +27,7 @@ class add_days(FunctionElement[Any]):  # noqa: N801  (SQL functions read as lowe
 def _add_days_sqlite(element: add_days, compiler: SQLCompiler, **kw: Any) -> str:
     expression, days = list(element.clauses)
     return (
-        f"date({compiler.process(expression, **kw)}, "
-        f"'{int(compiler.process(days, **kw)):+d} days')"
+        f"date({compiler.process(expression, **kw)}, '{int(compiler.process(days, **kw)):+d} days')"
     )
 
 

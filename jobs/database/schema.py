@@ -264,9 +264,7 @@ resale_pool = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("msisdn", MSISDN, sa.ForeignKey("numbers.msisdn"), nullable=False),
-    sa.Column(
-        "previous_ownership_id", sa.Integer, sa.ForeignKey("ownerships.id"), nullable=False
-    ),
+    sa.Column("previous_ownership_id", sa.Integer, sa.ForeignKey("ownerships.id"), nullable=False),
     sa.Column("recycled_by_run_id", sa.Integer, sa.ForeignKey("runs.id")),
     sa.Column("entered_at", UtcDateTime, nullable=False),
     sa.Column("entered_on", sa.Date, nullable=False),

@@ -22,9 +22,9 @@ from sqlalchemy.engine import Connection
 from jobs.clock import Clock, local_date
 from jobs.database.engine import Database
 from jobs.database.schema import imports
+from jobs.failpoints import failpoint
 from jobs.importing.reader import CsvFile, CsvFormat, RawRow
 from jobs.importing.staging import StagingTable
-from jobs.failpoints import failpoint
 from jobs.settings import Settings
 
 __all__ = ["ImportContext", "ImportSummary", "Merge", "RowParser", "run_import"]
@@ -182,7 +182,9 @@ def _refuse_duplicates(
     )
 
 
-def _record(connection: Connection, summary: ImportSummary, context: ImportContext, kind: str) -> int:
+def _record(
+    connection: Connection, summary: ImportSummary, context: ImportContext, kind: str
+) -> int:
     return int(
         connection.execute(
             imports.insert()
@@ -233,7 +235,9 @@ def _finish_record(connection: Connection, summary: ImportSummary, import_id: in
     )
 
 
-def _write_rejects(connection: Connection, table: sa.Table, header: list[str], target: Path) -> None:
+def _write_rejects(
+    connection: Connection, table: sa.Table, header: list[str], target: Path
+) -> None:
     rows = connection.execution_options(yield_per=5_000).execute(
         sa.select(table.c.line, table.c.reject, table.c.raw)
         .where(table.c.reject.is_not(None))

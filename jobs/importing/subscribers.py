@@ -8,7 +8,6 @@ resale pool, is refused: ownership changes only through the safeguards.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +17,9 @@ from sqlalchemy.engine import Connection
 from jobs.clock import Clock
 from jobs.database.engine import Database
 from jobs.database.schema import (
-    WARNING_OPEN_STATES,
-    audit_events,
     numbers,
     ownerships,
     resale_pool,
-    warnings,
 )
 from jobs.importing import common
 from jobs.importing.loader import ImportContext, ImportSummary, run_import
@@ -34,7 +30,9 @@ from jobs.settings import Settings
 
 __all__ = ["SUBSCRIBERS", "import_subscribers"]
 
-SUBSCRIBERS = CsvFormat("subscribers", "subscriber", ("msisdn", "owner_id", "language", "validity_end"))
+SUBSCRIBERS = CsvFormat(
+    "subscribers", "subscriber", ("msisdn", "owner_id", "language", "validity_end")
+)
 LANGUAGES = ("km", "en")
 _MAX_OWNER = 64
 
@@ -95,9 +93,7 @@ def _merge(
         )
     )
     known = sa.exists().where(numbers.c.msisdn == table.c.msisdn).correlate(table)
-    connection.execute(
-        sa.update(table).where(good, ~known).values(outcome="created")
-    )
+    connection.execute(sa.update(table).where(good, ~known).values(outcome="created"))
     connection.execute(
         sa.update(table)
         .where(good, table.c.outcome.is_(None), table.c.msisdn == numbers.c.msisdn)
@@ -136,8 +132,15 @@ def _create(connection: Connection, table: sa.Table, context: ImportContext) -> 
     )
     connection.execute(
         ownerships.insert().from_select(
-            ["msisdn", "owner_id", "language", "started_at", "started_on", "start_cause",
-             "started_by"],
+            [
+                "msisdn",
+                "owner_id",
+                "language",
+                "started_at",
+                "started_on",
+                "start_cause",
+                "started_by",
+            ],
             sa.select(
                 table.c.msisdn,
                 table.c.owner_id,
@@ -216,5 +219,3 @@ def import_subscribers(
         rejects_path=rejects_path,
         on_progress=on_progress,
     )
-
-

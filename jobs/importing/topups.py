@@ -123,8 +123,15 @@ def _merge(
     )
     connection.execute(
         topups.insert().from_select(
-            ["topup_id", "msisdn", "topped_up_at", "validity_end", "amount", "import_id",
-             "moved_validity"],
+            [
+                "topup_id",
+                "msisdn",
+                "topped_up_at",
+                "validity_end",
+                "amount",
+                "import_id",
+                "moved_validity",
+            ],
             sa.select(
                 table.c.topup_id,
                 table.c.msisdn,

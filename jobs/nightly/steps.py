@@ -29,7 +29,7 @@ from jobs.database.schema import (
 from jobs.nightly.frames import framed_text, text_frames
 from jobs.rules import FINAL_NOTICE_STAGE, Rules
 
-__all__ = ["BaseCounts", "RunScope", "count_base", "newest_feed", "recycle", "queue_warnings"]
+__all__ = ["BaseCounts", "RunScope", "count_base", "newest_feed", "queue_warnings", "recycle"]
 
 
 @dataclass(frozen=True)
@@ -395,8 +395,17 @@ def audit_deferrals(connection: Connection, scope: RunScope) -> None:
     )
     connection.execute(
         audit_events.insert().from_select(
-            ["occurred_at", "event_type", "msisdn", "actor", "run_id", "owner_id", "cycle",
-             "validity_end_before", "reason"],
+            [
+                "occurred_at",
+                "event_type",
+                "msisdn",
+                "actor",
+                "run_id",
+                "owner_id",
+                "cycle",
+                "validity_end_before",
+                "reason",
+            ],
             sa.select(
                 sa.literal(scope.now, audit_events.c.occurred_at.type),
                 sa.literal("recycle.deferred"),

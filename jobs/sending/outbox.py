@@ -259,8 +259,17 @@ def _audit_outcome(
     )
     result = connection.execution_options(preserve_rowcount=True).execute(
         audit_events.insert().from_select(
-            ["occurred_at", "event_type", "msisdn", "actor", "owner_id", "cycle", "stage",
-             "warning_id", "reason"],
+            [
+                "occurred_at",
+                "event_type",
+                "msisdn",
+                "actor",
+                "owner_id",
+                "cycle",
+                "stage",
+                "warning_id",
+                "reason",
+            ],
             sa.select(
                 sa.literal(now, audit_events.c.occurred_at.type),
                 sa.literal(event_type),

@@ -63,7 +63,11 @@ class TestRunExitCodes:
         """--dry-run for tomorrow works."""
         tomorrow = today() + timedelta(days=1)
         result = recycler(
-            "run", "--date", tomorrow.isoformat(), "--dry-run", "--json",
+            "run",
+            "--date",
+            tomorrow.isoformat(),
+            "--dry-run",
+            "--json",
             env=environment(world.url),
         )
         assert result.code == 3, result  # no feed: the stale guard speaks, even in a dry run
@@ -188,14 +192,16 @@ class TestSendOnce:
         msisdn = world.add_number(today() - timedelta(days=83), language="km")
         world.fresh_feed(today())
         outbox = tmp_path / "outbox.jsonl"
-        env = environment(
-            world.url, console_outbox_path=str(outbox), send_window="00:00-24:00"
-        )
+        env = environment(world.url, console_outbox_path=str(outbox), send_window="00:00-24:00")
         assert recycler("run", env=env).code == 0
         result = recycler("send", "--once", "--json", env=env)
         assert result.code == 0, result
         assert json.loads(result.stdout) == {
-            "sent": 1, "retried": 0, "failed": 0, "cancelled": 0, "outside_window": False,
+            "sent": 1,
+            "retried": 0,
+            "failed": 0,
+            "cancelled": 0,
+            "outside_window": False,
         }
         (line,) = outbox.read_text(encoding="utf-8").splitlines()
         message = json.loads(line)

@@ -46,8 +46,13 @@ class TestKilledRun:
 
     @pytest.mark.parametrize(
         "point",
-        ["run.started", "run.warnings_queued", "run.recycled", "run.before_commit",
-         "run.committed"],
+        [
+            "run.started",
+            "run.warnings_queued",
+            "run.recycled",
+            "run.before_commit",
+            "run.committed",
+        ],
     )
     def test_killed_at_a_failpoint(
         self, database_url: str, another_database: Callable[[], str], point: str
@@ -119,7 +124,9 @@ class TestTopupRacingTheRecycle:
         after the import commits, and leaves the number with its owner."""
         msisdn = self._due_number(world)
         importing = start(
-            "import", "topups", str(self._topup_file(tmp_path, msisdn)),
+            "import",
+            "topups",
+            str(self._topup_file(tmp_path, msisdn)),
             env={**environment(world.url), "RECYCLER_FAILPOINTS": "import.before_commit=sleep:3"},
         )
         importing.wait_for("failpoint import.before_commit")
@@ -145,7 +152,10 @@ class TestTopupRacingTheRecycle:
         )
         running.wait_for("failpoint run.recycled")
         imported = recycler(
-            "import", "topups", str(self._topup_file(tmp_path, msisdn)), "--json",
+            "import",
+            "topups",
+            str(self._topup_file(tmp_path, msisdn)),
+            "--json",
             env=environment(world.url),
         )
         assert running.finish().code == 0

@@ -45,7 +45,9 @@ class TestSubscribers:
         self, world: World, tmp_path: Path
     ) -> None:
         """Both forms are stored in E.164, each with an ownership started by the import."""
-        path = write(tmp_path, HEADER + "012 345 678,alice,km,2026-12-01\n+85517000111,bob,en,2026-11-02\n")
+        path = write(
+            tmp_path, HEADER + "012 345 678,alice,km,2026-12-01\n+85517000111,bob,en,2026-11-02\n"
+        )
         summary = subscribers(world, path)
         assert (summary.rows_read, summary.applied, summary.rejected) == (2, 2, 0)
         assert summary.outcomes == {"created": 2}

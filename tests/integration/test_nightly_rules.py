@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-import pytest
-
 from tests.support.world import World
 
 D = date(2026, 11, 20)

@@ -67,9 +67,7 @@ class TestConsoleSend:
         )
         # The import itself cancels it; make the sender's own re-check do the work instead.
         with world.database.write() as connection:
-            connection.execute(
-                sa.update(warnings).values(state="pending", cancel_reason=None)
-            )
+            connection.execute(sa.update(warnings).values(state="pending", cancel_reason=None))
         gateway = InMemoryGateway()
         report = dispatcher(world, gateway).drain()
         assert (report.sent, report.cancelled) == (0, 1)

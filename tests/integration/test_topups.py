@@ -4,7 +4,6 @@ re-arm warnings, and keep numbers from being recycled."""
 from __future__ import annotations
 
 import csv
-
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -17,9 +16,10 @@ D = date(2026, 11, 20)
 
 def topup_file(tmp_path: Path, *rows: str, name: str = "topups.csv") -> Path:
     path = tmp_path / name
-    path.write_text("topup_id,msisdn,topped_up_at,validity_end,amount\n" + "".join(
-        row + "\n" for row in rows
-    ), encoding="utf-8")
+    path.write_text(
+        "topup_id,msisdn,topped_up_at,validity_end,amount\n" + "".join(row + "\n" for row in rows),
+        encoding="utf-8",
+    )
     return path
 
 
@@ -121,7 +121,13 @@ class TestTopupBetweenRuns:
         with Path(summary.rejects_path).open(encoding="utf-8") as handle:
             header, row = list(csv.reader(handle))
         assert header == [
-            "line", "reason", "topup_id", "msisdn", "topped_up_at", "validity_end", "amount"
+            "line",
+            "reason",
+            "topup_id",
+            "msisdn",
+            "topped_up_at",
+            "validity_end",
+            "amount",
         ]
         assert row == [
             "2",

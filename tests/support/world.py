@@ -141,9 +141,7 @@ class World:
         """A warning of the number's current cycle, as an earlier night would have left it."""
         now = self.clock.now()
         with self.database.write() as connection:
-            number = connection.execute(
-                sa.select(numbers).where(numbers.c.msisdn == msisdn)
-            ).one()
+            number = connection.execute(sa.select(numbers).where(numbers.c.msisdn == msisdn)).one()
             connection.execute(
                 warnings.insert().values(
                     msisdn=msisdn,
@@ -151,8 +149,7 @@ class World:
                     stage=stage,
                     owner_id=number.owner_id,
                     language=number.language,
-                    grace_end=number.validity_end
-                    + timedelta(days=self.settings.grace_days),
+                    grace_end=number.validity_end + timedelta(days=self.settings.grace_days),
                     text="earlier warning",
                     encoding="GSM-7",
                     segments=1,

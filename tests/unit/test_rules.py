@@ -52,8 +52,19 @@ class TestDueStage:
 
     @pytest.mark.parametrize(
         ("days_left", "stage"),
-        [(31, None), (30, 30), (29, 30), (15, 30), (14, 14), (8, 14), (7, 7), (2, 7), (1, 1),
-         (0, 1), (-1, None)],
+        [
+            (31, None),
+            (30, 30),
+            (29, 30),
+            (15, 30),
+            (14, 14),
+            (8, 14),
+            (7, 7),
+            (2, 7),
+            (1, 1),
+            (0, 1),
+            (-1, None),
+        ],
     )
     def test_default_stages(self, days_left: int, stage: int | None) -> None:
         """30, 14, 7, 1."""
@@ -90,12 +101,16 @@ class TestDecide:
 
     def test_held_numbers_get_nothing(self) -> None:
         """Even past grace with notice."""
-        facts = NumberFacts(date(2026, 8, 1), on_hold=True, warnings=(WarningFacts(7, "sent", date(2026, 11, 1)),))
+        facts = NumberFacts(
+            date(2026, 8, 1), on_hold=True, warnings=(WarningFacts(7, "sent", date(2026, 11, 1)),)
+        )
         assert decide(facts, D, RULES) == Decision(Action.HOLD)
 
     def test_missed_stage_is_never_sent_late(self) -> None:
         """At E-7 with only stage 30 sent, the due stage is 7, not 14."""
-        facts = NumberFacts(date(2026, 8, 29), warnings=(WarningFacts(30, "sent", date(2026, 10, 28)),))
+        facts = NumberFacts(
+            date(2026, 8, 29), warnings=(WarningFacts(30, "sent", date(2026, 10, 28)),)
+        )
         assert decide(facts, D, RULES) == Decision(Action.WARN, 7)
 
     def test_pending_notice_does_not_count(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from datetime import time
 from pathlib import Path
 
 import pytest
@@ -11,8 +13,7 @@ from jobs.settings import SendWindow, Settings, SettingsError, load_settings
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
+    """Tests see the defaults, not the settings of whoever runs them."""
     for name in list(os.environ):
         if name.startswith("RECYCLER_") and not name.startswith("RECYCLER_TEST_"):
             monkeypatch.delenv(name)
@@ -59,18 +60,46 @@ class TestRefusals:
     @pytest.mark.parametrize(
         ("variable", "value", "message"),
         [
-            ("RECYCLER_GRACE_DAYS", "-3", "setting grace_days: Input should be greater than or equal to 1"),
+            (
+                "RECYCLER_GRACE_DAYS",
+                "-3",
+                "setting grace_days: Input should be greater than or equal to 1",
+            ),
             ("RECYCLER_QUARANTINE_DAYS", "-1", "setting quarantine_days"),
             ("RECYCLER_MIN_NOTICE_DAYS", "-7", "setting min_notice_days"),
-            ("RECYCLER_TIMEZONE", "Mars/Olympus", "setting timezone: unknown time zone 'Mars/Olympus'"),
-            ("RECYCLER_WARNING_DAYS", "7,14,30", "setting warning_days: stages must be listed from the earliest, descending"),
+            (
+                "RECYCLER_TIMEZONE",
+                "Mars/Olympus",
+                "setting timezone: unknown time zone 'Mars/Olympus'",
+            ),
+            (
+                "RECYCLER_WARNING_DAYS",
+                "7,14,30",
+                "setting warning_days: stages must be listed from the earliest, descending",
+            ),
             ("RECYCLER_WARNING_DAYS", "30,14,14,1", "setting warning_days: duplicate stages"),
-            ("RECYCLER_WARNING_DAYS", "30,0", "setting warning_days: stages are whole days of at least 1"),
-            ("RECYCLER_WARNING_DAYS", "120,30", "setting warning_days: the first stage (120) lies before"),
+            (
+                "RECYCLER_WARNING_DAYS",
+                "30,0",
+                "setting warning_days: stages are whole days of at least 1",
+            ),
+            (
+                "RECYCLER_WARNING_DAYS",
+                "120,30",
+                "setting warning_days: the first stage (120) lies before",
+            ),
             ("RECYCLER_MAX_RECYCLE_FRACTION", "1.5", "setting max_recycle_fraction"),
             ("RECYCLER_DEFAULT_REGION", "XX", "setting default_region: unknown region 'XX'"),
-            ("RECYCLER_SEND_WINDOW", "20:00-08:00", "setting send_window: the window '20:00-08:00' ends before it starts"),
-            ("RECYCLER_DATABASE_URL", "mysql://x", "setting database_url: use sqlite:///PATH or postgresql+psycopg"),
+            (
+                "RECYCLER_SEND_WINDOW",
+                "20:00-08:00",
+                "setting send_window: the window '20:00-08:00' ends before it starts",
+            ),
+            (
+                "RECYCLER_DATABASE_URL",
+                "mysql://x",
+                "setting database_url: use sqlite:///PATH or postgresql+psycopg",
+            ),
         ],
     )
     def test_bad_value(
@@ -102,15 +131,13 @@ class TestSendWindow:
 
     def test_always(self) -> None:
         """00:00-24:00 contains every time of day."""
-        from datetime import time
-
         window = SendWindow.parse("00:00-24:00")
-        assert window.contains(time(0)) and window.contains(time(23, 59, 59))
+        assert window.contains(time(0))
+        assert window.contains(time(23, 59, 59))
 
     def test_end_is_exclusive(self) -> None:
         """08:00-20:00 ends at 20:00."""
-        from datetime import time
-
         window = Settings().window
-        assert window.contains(time(8)) and not window.contains(time(20))
+        assert window.contains(time(8))
+        assert not window.contains(time(20))
         assert not window.contains(time(7, 59))

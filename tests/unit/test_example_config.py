@@ -1,0 +1,22 @@
+"""The example settings file in deploy/ is valid and holds every setting."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from jobs.settings import Settings, load_settings
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "recycler.example.toml"
+
+
+def test_example_loads() -> None:
+    """The file parses and validates."""
+    settings = load_settings(EXAMPLE)
+    assert settings.database_url.startswith("postgresql+psycopg://")
+
+
+def test_example_names_every_setting() -> None:
+    """A setting added to the code is added to the example too."""
+    named = set(tomllib.loads(EXAMPLE.read_text(encoding="utf-8")))
+    assert named == set(Settings.model_fields) - {"console_outbox_path"}
