@@ -237,6 +237,9 @@ def seed(
             )
         ).rowcount
         _merge(connection, settings, templates, plan, now)
+    database.refresh_statistics(
+        "numbers", "ownerships", "topups", "warnings", "imports", vacuum=True
+    )
     return SeedSummary(
         requested=subscribers,
         created=subscribers - skipped,

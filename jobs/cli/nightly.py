@@ -73,7 +73,9 @@ def run_command(
 
 
 def _stage_name(stage: int) -> str:
-    return "final notice" if stage == FINAL_NOTICE_STAGE else f"{stage} days before"
+    if stage == FINAL_NOTICE_STAGE:
+        return "final notice"
+    return f"{stage} day{'' if stage == 1 else 's'} before grace end"
 
 
 def _print(app: App, report: RunReport) -> None:

@@ -83,6 +83,20 @@ class Database:
             else:
                 transaction.rollback()
 
+    def refresh_statistics(self, *tables: str, vacuum: bool = False) -> None:
+        """Have the query planner look at tables again after a bulk load.
+
+        PostgreSQL plans from statistics that autovacuum refreshes only some time after a large
+        change; a nightly run planned on "empty table" estimates right after a million-row load
+        walks the whole base row by row. ``vacuum`` also marks the new rows all-visible, so that
+        index-only scans stay index-only. SQLite's planner needs no such help here.
+        """
+        if not self.is_postgresql:
+            return
+        command = "VACUUM ANALYZE" if vacuum else "ANALYZE"
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql(f"{command} {', '.join(tables)}")
+
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()

@@ -29,6 +29,10 @@ from jobs.settings import Settings
 
 __all__ = ["ImportContext", "ImportSummary", "Merge", "RowParser", "run_import"]
 
+# From this many applied rows on, the import refreshes the planner's statistics itself rather
+# than leave the next nightly run to plan on stale ones.
+_BULK_ROWS = 10_000
+
 
 @dataclass(frozen=True)
 class ImportContext:
@@ -140,6 +144,8 @@ def run_import(
         if summary.rejected:
             pending_rejects.replace(rejects_target)
             summary.rejects_path = str(rejects_target)
+        if summary.applied >= _BULK_ROWS:
+            database.refresh_statistics("numbers", "ownerships", "topups", "warnings")
     finally:
         pending_rejects.unlink(missing_ok=True)
     return summary

@@ -286,19 +286,14 @@ def recycle(connection: Connection, scope: RunScope) -> int:
     marked = sa.and_(numbers.c.recycled_by_run_id == scope.run_id, _owned)
     connection.execute(
         sa.update(ownerships)
-        .where(
-            ownerships.c.ended_at.is_(None),
-            ownerships.c.msisdn.in_(sa.select(numbers.c.msisdn).where(marked)),
-        )
+        .where(ownerships.c.ended_at.is_(None), ownerships.c.msisdn == numbers.c.msisdn, marked)
         .values(
             ended_at=scope.now,
             ended_on=scope.today,
             end_cause="recycle",
             ended_by=scope.actor,
             run_id=scope.run_id,
-            final_validity_end=sa.select(numbers.c.validity_end)
-            .where(numbers.c.msisdn == ownerships.c.msisdn)
-            .scalar_subquery(),
+            final_validity_end=numbers.c.validity_end,
         )
     )
     connection.execute(
@@ -318,7 +313,12 @@ def recycle(connection: Connection, scope: RunScope) -> int:
                 sa.literal(scope.now, resale_pool.c.entered_at.type),
                 sa.literal(scope.as_of, sa.Date),
                 sa.literal(scope.available_from, sa.Date),
-            ).where(ownerships.c.run_id == scope.run_id, ownerships.c.end_cause == "recycle"),
+            ).where(
+                marked,
+                ownerships.c.msisdn == numbers.c.msisdn,
+                ownerships.c.run_id == scope.run_id,
+                ownerships.c.end_cause == "recycle",
+            ),
         )
     )
     connection.execute(
