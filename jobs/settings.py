@@ -88,8 +88,26 @@ class Settings(BaseSettings):
     console_outbox_path: Path | None = Field(
         default=None, description="file the console gateway appends to; stdout when unset"
     )
-    gateway: Literal["console"] = Field(default="console", description="SMS gateway adapter")
+    gateway: Literal["console", "twilio"] = Field(
+        default="console", description="SMS gateway adapter"
+    )
+    twilio_from: str | None = Field(default=None, description="Twilio sender number")
+    twilio_messaging_service_sid: str | None = Field(
+        default=None, description="Twilio messaging service, instead of a sender number"
+    )
+    twilio_base_url: str = Field(
+        default="https://api.twilio.com", description="Twilio API base URL (or a compatible one)"
+    )
     send_window: str = Field(default="08:00-20:00", description="local sending hours")
+    send_rate: float = Field(
+        default=10, ge=0, description="messages per second per sender process; 0: no limit"
+    )
+    send_concurrency: int = Field(
+        default=16, ge=1, le=1000, description="gateway requests in flight per sender"
+    )
+    send_timeout_seconds: float = Field(
+        default=10, gt=0, le=300, description="how long one gateway request may take"
+    )
     max_attempts: int = Field(default=8, ge=1, le=50, description="sends tried before failing")
     lease_seconds: float = Field(
         default=300, gt=0, description="how long a claimed warning stays claimed"
@@ -161,6 +179,18 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"warning_days: the first stage ({self.warning_days[0]}) lies before the grace "
                 f"period starts (grace_days={self.grace_days})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _one_twilio_sender(self) -> Settings:
+        if self.gateway == "twilio" and (self.twilio_from is None) == (
+            self.twilio_messaging_service_sid is None
+        ):
+            raise ValueError(
+                "twilio_from: with gateway = twilio, set exactly one of twilio_from "
+                "(RECYCLER_TWILIO_FROM) and twilio_messaging_service_sid "
+                "(RECYCLER_TWILIO_MESSAGING_SERVICE_SID)"
             )
         return self
 

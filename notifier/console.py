@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 from pathlib import Path
 from typing import TextIO
 
@@ -19,15 +18,18 @@ __all__ = ["ConsoleGateway"]
 class ConsoleGateway:
     """Writes each message as a JSON line with to, text, encoding, segments and reference."""
 
-    name = "console"
-
     def __init__(self, path: Path | None = None, stream: TextIO | None = None) -> None:
         self._path = path
         self._stream = stream
         self._file: TextIO | None = None
-        self._lock = threading.Lock()
 
-    def send(self, message: Message) -> str:
+    @property
+    def name(self) -> str:
+        """``console``."""
+        return "console"
+
+    async def send(self, message: Message) -> str:
+        """Write the line and flush it: a line still in a buffer was not sent."""
         line = json.dumps(
             {
                 "to": message.to,
@@ -38,18 +40,16 @@ class ConsoleGateway:
             },
             ensure_ascii=False,
         )
-        with self._lock:
-            target = self._target()
-            target.write(line + "\n")
-            # A line that is not flushed was not sent: the outbox must not say otherwise.
-            target.flush()
+        target = self._target()
+        target.write(line + "\n")
+        target.flush()
         return f"console-{message.reference}"
 
-    def close(self) -> None:
-        with self._lock:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
+    async def close(self) -> None:
+        """Close the outbox file, if one was opened."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def _target(self) -> TextIO:
         if self._path is None:

@@ -1,4 +1,8 @@
-"""The port every SMS gateway adapter implements, and the errors it may raise."""
+"""The port every SMS gateway adapter implements, and the errors it may raise.
+
+Gateways are asynchronous: the dispatcher keeps many requests in flight from one process, and a
+gateway's latency (tens of milliseconds) is what bounds throughput, not its CPU.
+"""
 
 from __future__ import annotations
 
@@ -35,12 +39,15 @@ class PermanentGatewayError(GatewayError):
 class Gateway(Protocol):
     """Sends one SMS and answers with the gateway's id for it, or raises a GatewayError."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The adapter's name, for logs and metrics."""
+        ...
 
-    def send(self, message: Message) -> str:
+    async def send(self, message: Message) -> str:
         """Hand one message to the gateway; returns the gateway's message id."""
         ...
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """Release connections or files."""
         ...

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import threading
+import asyncio
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -14,24 +14,39 @@ __all__ = ["InMemoryGateway"]
 
 @dataclass
 class InMemoryGateway:
-    """Records every message it accepts; raises the errors it is told to, in order."""
+    """Records every message it accepts; raises the errors it is told to, in order.
 
-    name: str = "memory"
+    ``latency`` makes every send take that long, as a real gateway would.
+    """
+
+    latency: float = 0.0
     sent: list[Message] = field(default_factory=list)
-    _failures: deque[GatewayError] = field(default_factory=deque)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    failures: deque[GatewayError] = field(default_factory=deque)
+    refusals: dict[str, GatewayError] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """``memory``."""
+        return "memory"
 
     def fail_next(self, *errors: GatewayError) -> None:
         """Make the next sends raise these errors, one per send."""
-        with self._lock:
-            self._failures.extend(errors)
+        self.failures.extend(errors)
 
-    def send(self, message: Message) -> str:
-        with self._lock:
-            if self._failures:
-                raise self._failures.popleft()
-            self.sent.append(message)
-            return f"memory-{len(self.sent)}"
+    def refuse(self, to: str, error: GatewayError) -> None:
+        """Make every send to this number raise the error."""
+        self.refusals[to] = error
 
-    def close(self) -> None:
+    async def send(self, message: Message) -> str:
+        """Record the message, or raise the error it was told to."""
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        if message.to in self.refusals:
+            raise self.refusals[message.to]
+        if self.failures:
+            raise self.failures.popleft()
+        self.sent.append(message)
+        return f"memory-{len(self.sent)}"
+
+    async def close(self) -> None:
         """Nothing to release."""

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
-import threading
-from types import FrameType
 
 import click
+import structlog
 
 from jobs.cli.app import App, configure, pass_app
 from jobs.sending.dispatcher import Dispatcher, SendReport
 from jobs.sending.gateways import build_gateway
 
-_POLL_SECONDS = 5.0
+log = structlog.get_logger(__name__)
 
 
 @click.command("send")
@@ -24,46 +24,44 @@ _POLL_SECONDS = 5.0
 def send_command(app: App, once: bool, limit: int | None, as_json: bool) -> None:
     """Send queued warnings, inside sending hours, through the configured gateway.
 
-    Without --once it keeps polling the outbox until SIGTERM or SIGINT, then finishes the
-    batch in hand and exits 0.
+    Without --once it keeps going, polling the outbox, until SIGTERM or SIGINT; then it lets the
+    requests in flight finish, records them, releases what it claimed but did not send, and
+    exits 0. Exit 4: another sender holds this SQLite database.
     """
     configure(app)
-    gateway = build_gateway(app.settings)
-    dispatcher = Dispatcher(app.database(), app.settings, gateway, app.clock)
-    total = SendReport()
-    stop = threading.Event()
-    if not once:
-
-        def request_stop(_signal: int, _frame: FrameType | None) -> None:
-            stop.set()
-
-        signal.signal(signal.SIGTERM, request_stop)
-        signal.signal(signal.SIGINT, request_stop)
-    try:
-        while True:
-            remaining = None if limit is None else limit - total.sent - total.failed
-            report = dispatcher.drain(remaining)
-            for name in ("sent", "retried", "failed", "cancelled"):
-                setattr(total, name, getattr(total, name) + getattr(report, name))
-            total.outside_window = report.outside_window
-            if once or stop.is_set() or (remaining is not None and remaining <= 0):
-                break
-            stop.wait(_POLL_SECONDS)
-            if stop.is_set():
-                break
-    finally:
-        gateway.close()
+    dispatcher = Dispatcher(app.database(), app.settings, build_gateway(app.settings), app.clock)
+    report = asyncio.run(_send(dispatcher, once, limit))
     # The console gateway may be printing the messages themselves on standard output; the
     # summary then goes to standard error so that the messages stay one JSON line each.
     to_stderr = app.settings.gateway == "console" and app.settings.console_outbox_path is None
     if as_json:
-        click.echo(json.dumps(total.to_json()), err=to_stderr)
+        click.echo(json.dumps(report.to_json()), err=to_stderr)
     else:
         window = (
-            f" (outside sending hours {app.settings.send_window})" if (total.outside_window) else ""
+            f" (outside sending hours {app.settings.send_window})" if report.outside_window else ""
         )
         click.echo(
-            f"sent {total.sent}, retry later {total.retried}, failed {total.failed}, "
-            f"cancelled as superseded {total.cancelled}{window}",
+            f"sent {report.sent}, retry later {report.retried}, failed {report.failed}, "
+            f"cancelled as superseded {report.cancelled}, released unsent {report.released}"
+            f"{window}",
             err=to_stderr,
         )
+
+
+async def _send(dispatcher: Dispatcher, once: bool, limit: int | None) -> SendReport:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def request_stop(name: str) -> None:
+        log.info("send.stopping", signal=name)
+        stop.set()
+
+    for number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(number, request_stop, number.name)
+    try:
+        log.info("send.started", gateway=dispatcher.gateway.name, once=once)
+        report = await dispatcher.run(once=once, limit=limit, stop=stop)
+        log.info("send.finished", **report.to_json())
+        return report
+    finally:
+        await dispatcher.gateway.close()

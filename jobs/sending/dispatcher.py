@@ -1,22 +1,28 @@
 """The dispatcher: drains due warnings from the outbox through a gateway.
 
-Each batch is claimed, re-checked (a warning whose cycle ended is cancelled, never sent), sent,
-and its outcomes recorded; whatever is left claimed when a batch ends early is released for the
-next sender. Passing gateway errors are retried later with exponential backoff and jitter up to
-``max_attempts``; permanent ones fail the warning at once with the gateway's code.
+One claimer fetches batches (claim and re-check in one transaction: a warning whose cycle ended is
+cancelled, never sent), ``send_concurrency`` workers send at no more than ``send_rate`` messages a
+second, and results are recorded in batches. Passing gateway errors are retried later with
+exponential backoff and jitter, up to ``max_attempts``; permanent ones fail at once with the
+gateway's code. Stopping (SIGTERM, SIGINT, the end of sending hours) lets the requests in flight
+finish, records them, and releases what was claimed but not sent, for the next sender.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import socket
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
+from aiolimiter import AsyncLimiter
 
 from jobs.clock import Clock, local_date
 from jobs.database.engine import Database
@@ -36,6 +42,9 @@ log = structlog.get_logger(__name__)
 
 _FIRST_RETRY = timedelta(seconds=30)
 _LONGEST_RETRY = timedelta(hours=1)
+_RECORD_EVERY = 200  # results
+_RECORD_INTERVAL = 0.5  # seconds
+_Result = TypeVar("_Result")
 
 
 @dataclass
@@ -46,7 +55,9 @@ class SendReport:
     retried: int = 0
     failed: int = 0
     cancelled: int = 0
+    released: int = 0
     outside_window: bool = False
+    database_seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         """The machine-readable summary."""
@@ -55,6 +66,7 @@ class SendReport:
             "retried": self.retried,
             "failed": self.failed,
             "cancelled": self.cancelled,
+            "released": self.released,
             "outside_window": self.outside_window,
         }
 
@@ -71,7 +83,7 @@ def retry_delay(attempts: int, rng: random.Random) -> timedelta:
 
 
 class Dispatcher:
-    """Claims, re-checks, sends and records warnings in batches."""
+    """Claims, re-checks, sends and records warnings."""
 
     def __init__(
         self,
@@ -80,16 +92,27 @@ class Dispatcher:
         gateway: Gateway,
         clock: Clock,
         *,
-        batch_size: int = 200,
+        batch_size: int = 500,
+        poll_seconds: float = 5.0,
         rng: random.Random | None = None,
     ) -> None:
         self.database = database
         self.settings = settings
         self.gateway = gateway
         self.clock = clock
-        self.batch_size = batch_size
+        self.poll_seconds = poll_seconds
         self.rng = rng or random.Random()  # noqa: S311  (jitter, not a secret)
         self.name = f"{socket.gethostname()}:{os.getpid()}"
+        # Never claim more than can be sent well inside the lease, so that a busy sender does
+        # not hold work another sender could do, nor lose its claims to one.
+        if settings.send_rate > 0:
+            batch_size = min(batch_size, max(1, int(settings.send_rate * settings.lease_seconds / 4)))
+        self.batch_size = batch_size
+
+    @property
+    def actor(self) -> str:
+        """How the sender signs its audit events."""
+        return f"sender:{self.name}"
 
     def in_window(self, moment: datetime | None = None) -> bool:
         """Whether the local time is inside the sending hours."""
@@ -97,68 +120,157 @@ class Dispatcher:
         return self.settings.window.contains(local.time())
 
     def drain(self, limit: int | None = None) -> SendReport:
-        """Send what is due now, up to `limit` messages, then return."""
-        report = SendReport()
-        if not self.in_window():
-            report.outside_window = True
-            log.info("send.outside_window", window=self.settings.send_window)
-            return report
+        """Send what is due now (at most `limit` messages), then return: ``send --once``."""
+        return asyncio.run(self.run(once=True, limit=limit))
+
+    async def run(
+        self, *, once: bool, limit: int | None = None, stop: asyncio.Event | None = None
+    ) -> SendReport:
+        """Send until nothing is due (``once``) or until `stop` is set."""
         try:
             with sqlite_sender_lock(self.database):
-                self._drain(report, limit)
+                return await _Session(self, once, limit, stop or asyncio.Event()).run()
         except LockBusy:
             raise SenderInProgress(
                 "another sender is already draining this SQLite database; SQLite allows one "
                 "sender at a time (use PostgreSQL for several)"
             ) from None
-        return report
 
-    def _drain(self, report: SendReport, limit: int | None) -> None:
-        handled = 0
-        while limit is None or handled < limit:
-            if not self.in_window():
-                report.outside_window = True
-                break
-            size = self.batch_size if limit is None else min(self.batch_size, limit - handled)
-            count = self._batch(report, size)
-            if count == 0:
-                break
-            handled += count
 
-    def _batch(self, report: SendReport, size: int) -> int:
-        token = f"{self.name}:{uuid.uuid4().hex[:12]}"
-        now = self.clock.now()
+class _Session:
+    """One drain: a claimer, the workers, and a recorder, sharing a queue of claimed warnings."""
+
+    def __init__(
+        self, dispatcher: Dispatcher, once: bool, limit: int | None, stop: asyncio.Event
+    ) -> None:
+        self.dispatcher = dispatcher
+        self.settings = dispatcher.settings
+        self.once = once
+        self.limit = limit
+        self.stop = stop
+        self.report = SendReport()
+        self.queue: asyncio.Queue[outbox.Claimed | None] = asyncio.Queue()
+        self.hungry = asyncio.Event()
+        self.tokens: list[str] = []
+        self.token_of: dict[int, str] = {}
+        self.results: list[outbox.Delivery] = []
+        self.results_waiting = asyncio.Event()
+        self.closing = False
+        self.claimed = 0
+        rate = self.settings.send_rate
+        # A bucket of one: messages leave evenly spaced, never in bursts above the rate.
+        self.limiter = AsyncLimiter(1, 1 / rate) if rate > 0 else None
+
+    async def run(self) -> SendReport:
+        workers = [
+            asyncio.create_task(self._worker()) for _ in range(self.settings.send_concurrency)
+        ]
+        recorder = asyncio.create_task(self._recorder())
+        try:
+            await self._claimer()
+        finally:
+            for _ in workers:
+                self.queue.put_nowait(None)
+            await asyncio.gather(*workers, return_exceptions=True)
+            # The recorder finishes its last batch itself: a recording still running in its
+            # thread must commit before anything is released, or a sent warning would be
+            # handed to the next sender as unsent.
+            self.closing = True
+            self.results_waiting.set()
+            await recorder
+            self.report.released = await self._database(self._release)
+        return self.report
+
+    async def _database(self, work: Callable[[], _Result]) -> _Result:
+        started = time.perf_counter()
+        try:
+            return await asyncio.to_thread(work)
+        finally:
+            self.report.database_seconds += time.perf_counter() - started
+
+    # Claiming ------------------------------------------------------------------------------
+
+    async def _claimer(self) -> None:
+        concurrency = self.settings.send_concurrency
+        while not self.stop.is_set():
+            if self.limit is not None and self.claimed >= self.limit:
+                return
+            if not self.dispatcher.in_window():
+                self.report.outside_window = True
+                if self.once:
+                    log.info("send.outside_window", window=self.settings.send_window)
+                    return
+                await self._pause(self.dispatcher.poll_seconds)
+                continue
+            if self.queue.qsize() >= concurrency:
+                self.hungry.clear()
+                await self._wait_for(self.hungry, None)
+                continue
+            size = self.dispatcher.batch_size
+            if self.limit is not None:
+                size = min(size, self.limit - self.claimed)
+            claimed = await self._database(lambda size=size: self._claim(size))
+            if not claimed:
+                if self.once:
+                    return
+                await self._pause(self.dispatcher.poll_seconds)
+                continue
+            self.claimed += len(claimed)
+            for item in claimed:
+                self.queue.put_nowait(item)
+
+    def _claim(self, size: int) -> list[outbox.Claimed]:
+        token = f"{self.dispatcher.name}:{uuid.uuid4().hex[:12]}"
+        now = self.dispatcher.clock.now()
         lease_until = now + timedelta(seconds=self.settings.lease_seconds)
-        with self.database.write() as connection:
+        with self.dispatcher.database.write() as connection:
             claimed = outbox.claim(
                 connection, token=token, now=now, lease_until=lease_until, limit=size
             )
             if not claimed:
-                return 0
+                return []
             cancelled = outbox.cancel_superseded(
-                connection, token=token, now=now, actor=self._actor
+                connection, token=token, now=now, actor=self.dispatcher.actor
             )
-        report.cancelled += len(cancelled)
-        sent: list[outbox.Delivery] = []
-        retries: list[outbox.Delivery] = []
-        failures: list[outbox.Delivery] = []
-        try:
-            for item in claimed:
-                if item.warning_id in cancelled:
-                    continue
-                failpoint("send.before_request")
-                self._send_one(item, sent, retries, failures)
-        finally:
-            self._record(token, sent, retries, failures, report)
-        return len(claimed)
+        self.tokens.append(token)
+        self.report.cancelled += len(cancelled)
+        fresh = [item for item in claimed if item.warning_id not in cancelled]
+        for item in fresh:
+            self.token_of[item.warning_id] = token
+        return fresh
 
-    def _send_one(
-        self,
-        item: outbox.Claimed,
-        sent: list[outbox.Delivery],
-        retries: list[outbox.Delivery],
-        failures: list[outbox.Delivery],
-    ) -> None:
+    async def _pause(self, seconds: float) -> None:
+        await self._wait_for(self.stop, seconds)
+
+    async def _wait_for(self, event: asyncio.Event, seconds: float | None) -> None:
+        waiting = asyncio.create_task(event.wait())
+        stopping = asyncio.create_task(self.stop.wait())
+        await asyncio.wait({waiting, stopping}, timeout=seconds, return_when="FIRST_COMPLETED")
+        waiting.cancel()
+        stopping.cancel()
+
+    # Sending ---------------------------------------------------------------------------------
+
+    async def _worker(self) -> None:
+        while True:
+            if self.queue.qsize() < self.settings.send_concurrency:
+                self.hungry.set()
+            item = await self.queue.get()
+            if item is None:
+                return
+            if self.stop.is_set():
+                continue  # not sent: released at the end, for another sender
+            if self.limiter is not None:
+                await self.limiter.acquire()
+                if self.stop.is_set():
+                    continue
+            failpoint("send.before_request")
+            self.results.append(await self._send(item))
+            if len(self.results) >= _RECORD_EVERY:
+                self.results_waiting.set()
+
+    async def _send(self, item: outbox.Claimed) -> outbox.Delivery:
+        token = self.token_of[item.warning_id]
         message = Message(
             to=item.msisdn,
             text=item.text,
@@ -167,8 +279,9 @@ class Dispatcher:
             segments=item.segments,
         )
         try:
-            gateway_id = self.gateway.send(message)
+            gateway_id = await self.dispatcher.gateway.send(message)
         except GatewayError as error:
+            retry = error.retryable and item.attempts < self.settings.max_attempts
             log.warning(
                 "send.failed",
                 warning_id=item.warning_id,
@@ -176,51 +289,55 @@ class Dispatcher:
                 code=error.code,
                 retryable=error.retryable,
                 attempt=item.attempts,
+                will_retry=retry,
             )
-            delivery = outbox.Delivery(
-                item.warning_id, error_code=error.code[:32], error_message=str(error)[:500]
+            next_attempt = (
+                self.dispatcher.clock.now() + retry_delay(item.attempts, self.dispatcher.rng)
+                if retry
+                else None
             )
-            if error.retryable and item.attempts < self.settings.max_attempts:
-                retries.append(
-                    outbox.Delivery(
-                        item.warning_id,
-                        error_code=delivery.error_code,
-                        error_message=delivery.error_message,
-                        next_attempt_at=self.clock.now() + retry_delay(item.attempts, self.rng),
-                    )
-                )
-            else:
-                failures.append(delivery)
-            return
-        sent.append(outbox.Delivery(item.warning_id, gateway_message_id=gateway_id[:64]))
+            return outbox.Delivery(
+                item.warning_id,
+                token,
+                error_code=error.code[:32],
+                error_message=str(error)[:500],
+                next_attempt_at=next_attempt,
+            )
+        return outbox.Delivery(item.warning_id, token, gateway_message_id=gateway_id[:64])
 
-    def _record(
-        self,
-        token: str,
-        sent: list[outbox.Delivery],
-        retries: list[outbox.Delivery],
-        failures: list[outbox.Delivery],
-        report: SendReport,
-    ) -> None:
-        now = self.clock.now()
+    # Recording -------------------------------------------------------------------------------
+
+    async def _recorder(self) -> None:
+        """Record results every half second, or sooner when many are waiting."""
+        while True:
+            try:
+                await asyncio.wait_for(self.results_waiting.wait(), _RECORD_INTERVAL)
+            except TimeoutError:
+                pass
+            self.results_waiting.clear()
+            if self.results:
+                batch, self.results = self.results, []
+                await self._database(lambda batch=batch: self._record(batch))
+            if self.closing and not self.results:
+                return
+
+    def _record(self, batch: list[outbox.Delivery]) -> None:
+        sent = [delivery for delivery in batch if delivery.error_code is None]
+        retries = [d for d in batch if d.error_code is not None and d.next_attempt_at]
+        failures = [d for d in batch if d.error_code is not None and not d.next_attempt_at]
+        now = self.dispatcher.clock.now()
         today = local_date(now, self.settings.zone)
-        with self.database.write() as connection:
-            report.sent += outbox.record_sent(
-                connection, token=token, deliveries=sent, now=now, today=today, actor=self._actor
+        actor = self.dispatcher.actor
+        with self.dispatcher.database.write() as connection:
+            self.report.sent += outbox.record_sent(
+                connection, deliveries=sent, now=now, today=today, actor=actor
             )
-            outbox.record_retries(connection, token=token, deliveries=retries)
-            report.retried += len(retries)
-            report.failed += outbox.record_failures(
-                connection,
-                token=token,
-                deliveries=failures,
-                now=now,
-                today=today,
-                actor=self._actor,
+            outbox.record_retries(connection, deliveries=retries)
+            self.report.failed += outbox.record_failures(
+                connection, deliveries=failures, now=now, today=today, actor=actor
             )
-            # Whatever is still claimed was never tried (an interrupted batch): hand it back.
-            outbox.release(connection, token=token)
+        self.report.retried += len(retries)
 
-    @property
-    def _actor(self) -> str:
-        return f"sender:{self.name}"
+    def _release(self) -> int:
+        with self.dispatcher.database.write() as connection:
+            return outbox.release(connection, tokens=self.tokens)

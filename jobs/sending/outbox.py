@@ -43,9 +43,10 @@ class Claimed:
 
 @dataclass(frozen=True)
 class Delivery:
-    """The outcome of one send attempt."""
+    """The outcome of one send attempt, under the claim token it was sent with."""
 
     warning_id: int
+    token: str
     gateway_message_id: str | None = None
     error_code: str | None = None
     error_message: str | None = None
@@ -140,7 +141,6 @@ def cancel_superseded(connection: Connection, *, token: str, now: datetime, acto
 def record_sent(
     connection: Connection,
     *,
-    token: str,
     deliveries: Sequence[Delivery],
     now: datetime,
     today: date,
@@ -150,7 +150,7 @@ def record_sent(
     if not deliveries:
         return 0
     connection.execute(
-        _ours(token).values(
+        _OURS.values(
             state="sent",
             gateway_message_id=sa.bindparam("gateway_message_id"),
             final_at=now,
@@ -160,19 +160,23 @@ def record_sent(
             error_message=None,
         ),
         [
-            {"warning_id": item.warning_id, "gateway_message_id": item.gateway_message_id}
+            {
+                "warning_id": item.warning_id,
+                "token": item.token,
+                "gateway_message_id": item.gateway_message_id,
+            }
             for item in deliveries
         ],
     )
-    return _audit_outcome(connection, token, deliveries, "sent", "warning.sent", now, actor)
+    return _audit_outcome(connection, deliveries, "sent", "warning.sent", now, actor)
 
 
-def record_retries(connection: Connection, *, token: str, deliveries: Sequence[Delivery]) -> None:
+def record_retries(connection: Connection, *, deliveries: Sequence[Delivery]) -> None:
     """Put warnings back in the queue for a later attempt after a passing gateway error."""
     if not deliveries:
         return
     connection.execute(
-        _ours(token).values(
+        _OURS.values(
             state="pending",
             next_attempt_at=sa.bindparam("next_attempt_at"),
             lease_expires_at=None,
@@ -183,6 +187,7 @@ def record_retries(connection: Connection, *, token: str, deliveries: Sequence[D
         [
             {
                 "warning_id": item.warning_id,
+                "token": item.token,
                 "next_attempt_at": item.next_attempt_at,
                 "error_code": item.error_code,
                 "error_message": item.error_message,
@@ -195,7 +200,6 @@ def record_retries(connection: Connection, *, token: str, deliveries: Sequence[D
 def record_failures(
     connection: Connection,
     *,
-    token: str,
     deliveries: Sequence[Delivery],
     now: datetime,
     today: date,
@@ -206,7 +210,7 @@ def record_failures(
     if not deliveries:
         return 0
     connection.execute(
-        _ours(token).values(
+        _OURS.values(
             state="failed",
             final_at=now,
             final_on=today,
@@ -217,35 +221,45 @@ def record_failures(
         [
             {
                 "warning_id": item.warning_id,
+                "token": item.token,
                 "error_code": item.error_code,
                 "error_message": item.error_message,
             }
             for item in deliveries
         ],
     )
-    return _audit_outcome(connection, token, deliveries, "failed", "warning.failed", now, actor)
+    return _audit_outcome(connection, deliveries, "failed", "warning.failed", now, actor)
 
 
-def release(connection: Connection, *, token: str) -> None:
-    """Give back every warning still claimed under the token, unsent, for another sender."""
-    connection.execute(
+def release(connection: Connection, *, tokens: Sequence[str]) -> int:
+    """Give back every warning still claimed under these tokens, unsent, for another sender.
+    The attempt it was claimed for never happened, so it does not count."""
+    if not tokens:
+        return 0
+    result = connection.execute(
         sa.update(warnings)
-        .where(warnings.c.claimed_by == token, warnings.c.state == "sending")
-        .values(state="pending", lease_expires_at=None, claimed_by=None)
+        .where(warnings.c.claimed_by.in_(tokens), warnings.c.state == "sending")
+        .values(
+            state="pending",
+            lease_expires_at=None,
+            claimed_by=None,
+            attempts=warnings.c.attempts - 1,
+        )
     )
+    return result.rowcount
 
 
-def _ours(token: str) -> sa.Update:
-    return sa.update(warnings).where(
-        warnings.c.id == sa.bindparam("warning_id"),
-        warnings.c.claimed_by == token,
-        warnings.c.state == "sending",
-    )
+# A result is recorded only if the warning is still claimed under the token it was sent with:
+# a sender whose lease expired must not overwrite the outcome of the sender that took over.
+_OURS = sa.update(warnings).where(
+    warnings.c.id == sa.bindparam("warning_id"),
+    warnings.c.claimed_by == sa.bindparam("token"),
+    warnings.c.state == "sending",
+)
 
 
 def _audit_outcome(
     connection: Connection,
-    token: str,
     deliveries: Sequence[Delivery],
     state: str,
     event_type: str,
@@ -282,7 +296,7 @@ def _audit_outcome(
                 reason,
             ).where(
                 warnings.c.id.in_([item.warning_id for item in deliveries]),
-                warnings.c.claimed_by == token,
+                warnings.c.claimed_by.in_({item.token for item in deliveries}),
                 warnings.c.state == state,
             ),
         )

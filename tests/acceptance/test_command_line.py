@@ -201,6 +201,7 @@ class TestSendOnce:
             "retried": 0,
             "failed": 0,
             "cancelled": 0,
+            "released": 0,
             "outside_window": False,
         }
         (line,) = outbox.read_text(encoding="utf-8").splitlines()

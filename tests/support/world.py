@@ -162,6 +162,71 @@ class World:
                 )
             )
 
+    def queue_warnings(self, count: int, *, language: str = "en") -> list[str]:
+        """`count` owned numbers, each with one pending warning of its own text, in bulk."""
+        now = self.clock.now()
+        first = self._counter + 1
+        self._counter += count
+        numbers_rows = [
+            {
+                "msisdn": f"+85512{index:06d}",
+                "owner_id": f"owner-{index}",
+                "language": language,
+                "validity_end": now.date() + timedelta(days=30),
+                "cycle": 1,
+                "on_hold": False,
+                "updated_at": now,
+            }
+            for index in range(first, first + count)
+        ]
+        with self.database.write() as connection:
+            connection.execute(numbers.insert(), numbers_rows)
+            connection.execute(
+                ownerships.insert(),
+                [
+                    {
+                        "msisdn": row["msisdn"],
+                        "owner_id": row["owner_id"],
+                        "language": language,
+                        "started_at": now,
+                        "started_on": now.date(),
+                        "start_cause": "import",
+                        "started_by": "test",
+                    }
+                    for row in numbers_rows
+                ],
+            )
+            connection.execute(
+                warnings.insert(),
+                [
+                    {
+                        "msisdn": row["msisdn"],
+                        "cycle": 1,
+                        "stage": 30,
+                        "owner_id": row["owner_id"],
+                        "language": language,
+                        "grace_end": now.date() + timedelta(days=120),
+                        "text": f"Warning for {row['msisdn']}",
+                        "encoding": "GSM-7",
+                        "segments": 1,
+                        "state": "pending",
+                        "queued_at": now,
+                        "queued_on": now.date(),
+                        "next_attempt_at": now,
+                    }
+                    for row in numbers_rows
+                ],
+            )
+        return [row["msisdn"] for row in numbers_rows]
+
+    def warning_states(self) -> dict[str, int]:
+        """How many warnings are in each state."""
+        with self.database.read() as connection:
+            rows = connection.execute(
+                sa.select(warnings.c.state, sa.func.count()).group_by(warnings.c.state)
+            )
+            return {state: count for state, count in rows}
+
     def fresh_feed(self, day: date) -> None:
         """Declare the top-up feed complete up to the end of a day, so the stale guard is quiet."""
         moment = end_of_day(day, self.settings.zone)
