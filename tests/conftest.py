@@ -120,7 +120,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "database_url" not in metafunc.fixturenames:
         return
     only_postgres = metafunc.definition.get_closest_marker("postgresql_only") is not None
-    kinds = ["postgresql"] if only_postgres else ["sqlite", "postgresql"]
+    only_sqlite = metafunc.definition.get_closest_marker("sqlite_only") is not None
+    kinds = (
+        ["postgresql"]
+        if only_postgres
+        else ["sqlite"]
+        if only_sqlite
+        else [
+            "sqlite",
+            "postgresql",
+        ]
+    )
     metafunc.parametrize("database_url", kinds, indirect=True)
 
 

@@ -11,6 +11,7 @@ finish, records them, and releases what was claimed but not sent, for the next s
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import random
 import socket
@@ -42,8 +43,7 @@ log = structlog.get_logger(__name__)
 
 _FIRST_RETRY = timedelta(seconds=30)
 _LONGEST_RETRY = timedelta(hours=1)
-_RECORD_EVERY = 200  # results
-_RECORD_INTERVAL = 0.5  # seconds
+_LARGEST_BATCH = 500
 _Result = TypeVar("_Result")
 
 
@@ -92,7 +92,7 @@ class Dispatcher:
         gateway: Gateway,
         clock: Clock,
         *,
-        batch_size: int = 500,
+        batch_size: int | None = None,
         poll_seconds: float = 5.0,
         rng: random.Random | None = None,
     ) -> None:
@@ -103,11 +103,13 @@ class Dispatcher:
         self.poll_seconds = poll_seconds
         self.rng = rng or random.Random()  # noqa: S311  (jitter, not a secret)
         self.name = f"{socket.gethostname()}:{os.getpid()}"
-        # Never claim more than can be sent well inside the lease, so that a busy sender does
-        # not hold work another sender could do, nor lose its claims to one.
+        # Claim a few rounds of work at a time, never more than can be sent well inside the
+        # lease: a sender should not sit on work another sender could be doing, nor lose its
+        # claims to one.
+        size = batch_size or min(_LARGEST_BATCH, max(settings.send_concurrency * 4, 20))
         if settings.send_rate > 0:
-            batch_size = min(batch_size, max(1, int(settings.send_rate * settings.lease_seconds / 4)))
-        self.batch_size = batch_size
+            size = min(size, max(1, int(settings.send_rate * settings.lease_seconds / 4)))
+        self.batch_size = size
 
     @property
     def actor(self) -> str:
@@ -153,9 +155,10 @@ class _Session:
         self.hungry = asyncio.Event()
         self.tokens: list[str] = []
         self.token_of: dict[int, str] = {}
-        self.results: list[outbox.Delivery] = []
+        self.results: list[tuple[outbox.Delivery, asyncio.Future[None]]] = []
         self.results_waiting = asyncio.Event()
         self.closing = False
+        self.failure: Exception | None = None
         self.claimed = 0
         rate = self.settings.send_rate
         # A bucket of one: messages leave evenly spaced, never in bursts above the rate.
@@ -179,6 +182,8 @@ class _Session:
             self.results_waiting.set()
             await recorder
             self.report.released = await self._database(self._release)
+        if self.failure is not None:
+            raise self.failure
         return self.report
 
     async def _database(self, work: Callable[[], _Result]) -> _Result:
@@ -209,7 +214,7 @@ class _Session:
             size = self.dispatcher.batch_size
             if self.limit is not None:
                 size = min(size, self.limit - self.claimed)
-            claimed = await self._database(lambda size=size: self._claim(size))
+            claimed = await self._database(functools.partial(self._claim, size))
             if not claimed:
                 if self.once:
                     return
@@ -265,9 +270,13 @@ class _Session:
                 if self.stop.is_set():
                     continue
             failpoint("send.before_request")
-            self.results.append(await self._send(item))
-            if len(self.results) >= _RECORD_EVERY:
-                self.results_waiting.set()
+            delivery = await self._send(item)
+            # A worker takes no new message until this outcome is on disk, so a sender that
+            # dies can only send again the send_concurrency messages it had in flight.
+            written = asyncio.get_running_loop().create_future()
+            self.results.append((delivery, written))
+            self.results_waiting.set()
+            await written
 
     async def _send(self, item: outbox.Claimed) -> outbox.Delivery:
         token = self.token_of[item.warning_id]
@@ -308,16 +317,29 @@ class _Session:
     # Recording -------------------------------------------------------------------------------
 
     async def _recorder(self) -> None:
-        """Record results every half second, or sooner when many are waiting."""
+        """Record results as soon as there are any, as one batch per transaction.
+
+        Like a group commit: while one batch is being written the next one gathers, so batches
+        grow with the sending rate and the database is never asked once per message, yet a
+        result waits at most one write before it is on disk. A sender that dies can only send
+        again what it had in flight or waiting for that one write.
+        """
         while True:
-            try:
-                await asyncio.wait_for(self.results_waiting.wait(), _RECORD_INTERVAL)
-            except TimeoutError:
-                pass
+            await self.results_waiting.wait()
             self.results_waiting.clear()
             if self.results:
                 batch, self.results = self.results, []
-                await self._database(lambda batch=batch: self._record(batch))
+                deliveries = [delivery for delivery, _ in batch]
+                try:
+                    await self._database(functools.partial(self._record, deliveries))
+                except Exception as error:
+                    # The database is failing: stop sending (what is not recorded will be sent
+                    # again), release the workers, and report the error when the session ends.
+                    log.error("send.record_failed", error=str(error))
+                    self.failure = self.failure or error
+                    self.stop.set()
+                for _, written in batch:
+                    written.set_result(None)
             if self.closing and not self.results:
                 return
 

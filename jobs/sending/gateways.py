@@ -26,9 +26,7 @@ def build_gateway(settings: Settings, stream: TextIO | None = None) -> Gateway:
         return ConsoleGateway(path=settings.console_outbox_path, stream=stream)
     missing = [name for name in _SECRETS if not os.environ.get(name)]
     if missing:
-        raise RecyclerError(
-            f"gateway = twilio needs {' and '.join(missing)} in the environment"
-        )
+        raise RecyclerError(f"gateway = twilio needs {' and '.join(missing)} in the environment")
     config = TwilioConfig(
         account_sid=os.environ["TWILIO_ACCOUNT_SID"],
         auth_token=os.environ["TWILIO_AUTH_TOKEN"],

@@ -56,9 +56,7 @@ class TwilioArrangement:
         self.server.set_faults(Faults(refuse={to: code}))
 
     def fail_once(self, kind: str) -> None:
-        self.server.set_faults(
-            Faults(failure_rate=1.0, mix={kind: 1.0}, timeout_seconds=2.0)
-        )
+        self.server.set_faults(Faults(failure_rate=1.0, mix={kind: 1.0}, timeout_seconds=2.0))
 
     def accepted(self) -> list[tuple[str, str]]:
         return [(message.to, message.body) for message in self.server.accepted]

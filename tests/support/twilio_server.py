@@ -1,10 +1,10 @@
 """A Twilio-compatible HTTP server for tests: the Messages endpoint, over real HTTP on 127.0.0.1.
 
-It answers ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json`` the way Twilio does (form body,
-basic auth, JSON message resource with status 201, JSON error bodies with Twilio's codes), and can be
-told to be slow, to fail a share of requests (500, 503, 429, or no answer in time), or to refuse
-given numbers for good. It counts what it accepted, so tests can say "sent exactly once" by the
-gateway's own count.
+It answers ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json`` the way Twilio does (form
+body, basic auth, JSON message resource with status 201, JSON error bodies with Twilio's codes),
+and can be told to be slow, to fail a share of requests (500, 503, 429, or no answer in time), or
+to refuse given numbers for good. It counts what it accepted, so tests can say "sent exactly
+once" by the gateway's own count.
 
 Run it in a thread of the test (``TwilioTestServer``) or as a process of its own (``python -m
 tests.support.twilio_server --port N``), steered then through ``/_control`` endpoints.
@@ -246,7 +246,8 @@ class TwilioTestServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        server = site._server  # noqa: SLF001  (aiohttp has no public way to read the bound port)
+        # aiohttp has no public way to read the port the system chose.
+        server = site._server
         assert server is not None
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
