@@ -44,12 +44,11 @@ def _row_dict(row: _Mapped) -> dict[str, Any]:
 
 @dataclass
 class StatusView:
-    """Last runs, the outbox by state, and the base by phase."""
+    """Last runs, the outbox (warnings by state, oldest pending), and the base by phase."""
 
     today: date
     runs: list[dict[str, Any]]
-    warnings_by_state: dict[str, int]
-    oldest_pending_minutes: float | None
+    outbox: dict[str, float | int | None]
     numbers_by_state: dict[str, int]
     problems: list[str] = field(default_factory=list)
 
@@ -65,8 +64,7 @@ class StatusView:
             "healthy": self.healthy,
             "problems": self.problems,
             "runs": self.runs,
-            "warnings": self.warnings_by_state,
-            "oldest_pending_minutes": self.oldest_pending_minutes,
+            "outbox": self.outbox,
             "numbers": self.numbers_by_state,
         }
 
@@ -146,10 +144,17 @@ def status_view(
     view = StatusView(
         today=today,
         runs=recent,
-        warnings_by_state={state: by_state.get(state, 0) for state in _STATES},
-        oldest_pending_minutes=(
-            round((now - oldest).total_seconds() / 60, 1) if oldest is not None else None
-        ),
+        outbox={
+            "pending": by_state.get("pending", 0),
+            "in_flight": by_state.get("sending", 0),
+            "sent": by_state.get("sent", 0),
+            "delivered": by_state.get("delivered", 0),
+            "failed": by_state.get("failed", 0),
+            "cancelled": by_state.get("cancelled", 0),
+            "oldest_pending_minutes": (
+                round((now - oldest).total_seconds() / 60, 1) if oldest is not None else None
+            ),
+        },
         numbers_by_state={
             "active": counts[0],
             "in_grace": counts[1],
@@ -169,9 +174,6 @@ def status_view(
             f"more than {settings.max_run_age_hours:g} h ago"
         )
     return view
-
-
-_STATES = ("pending", "sending", "sent", "delivered", "failed", "cancelled")
 
 
 @dataclass

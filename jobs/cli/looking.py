@@ -47,11 +47,13 @@ def _print_status(app: App, view: StatusView) -> None:
             ", ".join(run["guards"] or []),
         )
     app.console.print(runs)
-    outbox = Table(title="Warnings by state", title_justify="left", show_header=False)
-    for state, count in view.warnings_by_state.items():
-        outbox.add_row(state, str(count))
-    if view.oldest_pending_minutes is not None:
-        outbox.add_row("oldest pending", f"{view.oldest_pending_minutes:g} min")
+    outbox = Table(title="Outbox", title_justify="left", show_header=False)
+    for state, value in view.outbox.items():
+        if state == "oldest_pending_minutes":
+            shown = "-" if value is None else f"{value:g} min"
+            outbox.add_row("oldest pending", shown)
+        else:
+            outbox.add_row(state.replace("_", " "), str(value))
     app.console.print(outbox)
     base = Table(
         title=f"Numbers on {view.today.isoformat()}", title_justify="left", show_header=False

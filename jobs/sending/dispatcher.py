@@ -68,6 +68,7 @@ class SendReport:
             "cancelled": self.cancelled,
             "released": self.released,
             "outside_window": self.outside_window,
+            "database_seconds": round(self.database_seconds, 3),
         }
 
 

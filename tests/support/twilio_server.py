@@ -269,6 +269,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument(
+        "--reuse-port", action="store_true", help="let several processes share the port"
+    )
     arguments = parser.parse_args()
     web.run_app(
         _App(Faults(latency=arguments.latency)).application(),
@@ -276,6 +279,7 @@ def main() -> None:
         port=arguments.port,
         access_log=None,
         print=None,
+        reuse_port=arguments.reuse_port,
     )
 
 

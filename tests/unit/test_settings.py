@@ -111,6 +111,24 @@ class TestRefusals:
             load_settings()
         assert message in str(raised.value)
 
+    def test_twilio_needs_exactly_one_sender(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """gateway = twilio with neither, or both, of the sender settings is refused."""
+        monkeypatch.setenv("RECYCLER_GATEWAY", "twilio")
+        with pytest.raises(SettingsError, match="set exactly one of twilio_from"):
+            load_settings()
+        monkeypatch.setenv("RECYCLER_TWILIO_FROM", "+15005550006")
+        assert load_settings().twilio_from == "+15005550006"
+        monkeypatch.setenv("RECYCLER_TWILIO_MESSAGING_SERVICE_SID", "MG1")
+        with pytest.raises(SettingsError, match="set exactly one of twilio_from"):
+            load_settings()
+
+    def test_secrets_are_not_settings(self, tmp_path: Path) -> None:
+        """An auth token in the settings file is refused: secrets come from the environment."""
+        config = tmp_path / "recycler.toml"
+        config.write_text('twilio_auth_token = "secret"\n')
+        with pytest.raises(SettingsError, match="twilio_auth_token: not a setting of recycler"):
+            load_settings(config)
+
     def test_unknown_setting_in_the_file(self, tmp_path: Path) -> None:
         """A typo in the file is not silently ignored."""
         config = tmp_path / "recycler.toml"
