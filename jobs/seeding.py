@@ -34,12 +34,11 @@ from jobs.database.functions import add_days
 from jobs.database.schema import (
     UtcDateTime,
     audit_events,
-    imports,
     numbers,
-    ownerships,
-    topups,
     warnings,
 )
+from jobs.importing.common import add_owned_numbers, insert_topups
+from jobs.importing.loader import record_import
 from jobs.importing.staging import StagingTable
 from jobs.nightly.frames import FrameRow, frame_row, framed_text, load_frames, text_frames
 from jobs.nightly.runner import rules_of
@@ -253,82 +252,28 @@ def _merge(
     connection: Connection, settings: Settings, templates: TemplateBook, plan: _Plan, now: datetime
 ) -> None:
     table = seed_staging
-    today = local_date(now, settings.zone)
-    connection.execute(
-        numbers.insert().from_select(
-            ["msisdn", "owner_id", "language", "validity_end", "cycle", "on_hold", "updated_at"],
-            sa.select(
-                table.c.msisdn,
-                table.c.owner_id,
-                table.c.language,
-                table.c.validity_end,
-                sa.literal(1),
-                sa.false(),
-                sa.literal(now, numbers.c.updated_at.type),
-            ),
-        )
-    )
-    connection.execute(
-        ownerships.insert().from_select(
-            [
-                "msisdn",
-                "owner_id",
-                "language",
-                "started_at",
-                "started_on",
-                "start_cause",
-                "started_by",
-            ],
-            sa.select(
-                table.c.msisdn,
-                table.c.owner_id,
-                table.c.language,
-                sa.literal(now, ownerships.c.started_at.type),
-                sa.literal(today, sa.Date),
-                sa.literal("seed"),
-                sa.literal("seed"),
-            ),
-        )
+    everything = sa.true()
+    add_owned_numbers(
+        connection,
+        table,
+        everything,
+        now=now,
+        today=local_date(now, settings.zone),
+        actor="seed",
+        cause="seed",
     )
     # The synthetic feed declares itself complete up to the start of D.
     feed_complete = datetime.combine(plan.as_of, time(0), tzinfo=settings.zone)
-    import_id = connection.execute(
-        imports.insert()
-        .values(
-            kind="seed",
-            source="recycler seed",
-            started_at=now,
-            finished_at=now,
-            rows_read=0,
-            rows_applied=0,
-            rows_ignored=0,
-            rows_rejected=0,
-            watermark=min(feed_complete, now),
-            actor="seed",
-        )
-        .returning(imports.c.id)
-    ).scalar_one()
-    connection.execute(
-        topups.insert().from_select(
-            [
-                "topup_id",
-                "msisdn",
-                "topped_up_at",
-                "validity_end",
-                "amount",
-                "import_id",
-                "moved_validity",
-            ],
-            sa.select(
-                table.c.topup_id,
-                table.c.msisdn,
-                table.c.topped_up_at,
-                table.c.validity_end,
-                table.c.amount,
-                sa.literal(import_id),
-                sa.true(),
-            ),
-        )
+    import_id = record_import(
+        connection,
+        kind="seed",
+        source="recycler seed",
+        now=now,
+        actor="seed",
+        watermark=min(feed_complete, now),
+    )
+    insert_topups(
+        connection, table, table, everything, import_id=import_id, moved_validity=sa.true()
     )
     _history(connection, settings, templates, plan, now)
     connection.execute(

@@ -11,10 +11,25 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql import FromClause
 from sqlalchemy.sql.elements import ColumnElement
 
-from jobs.database.schema import WARNING_OPEN_STATES, audit_events, numbers, warnings
+from jobs.database.schema import (
+    WARNING_OPEN_STATES,
+    audit_events,
+    numbers,
+    ownerships,
+    topups,
+    warnings,
+)
 from jobs.importing.loader import ImportContext
 
-__all__ = ["audit_from", "cancel_open_warnings", "lock_numbers", "parse_date", "parse_moment"]
+__all__ = [
+    "add_owned_numbers",
+    "audit_from",
+    "cancel_open_warnings",
+    "insert_topups",
+    "lock_numbers",
+    "parse_date",
+    "parse_moment",
+]
 
 
 def parse_date(text: str) -> date:
@@ -102,5 +117,91 @@ def audit_from(
     connection.execute(
         audit_events.insert().from_select(
             names, sa.select(*values).select_from(source).where(condition)
+        )
+    )
+
+
+def add_owned_numbers(
+    connection: Connection,
+    source: sa.Table,
+    condition: ColumnElement[bool],
+    *,
+    now: datetime,
+    today: date,
+    actor: str,
+    cause: str,
+) -> None:
+    """New numbers, each with an open ownership, from the rows of a staging table that has
+    msisdn, owner_id, language and validity_end."""
+    connection.execute(
+        numbers.insert().from_select(
+            ["msisdn", "owner_id", "language", "validity_end", "cycle", "on_hold", "updated_at"],
+            sa.select(
+                source.c.msisdn,
+                source.c.owner_id,
+                source.c.language,
+                source.c.validity_end,
+                sa.literal(1),
+                sa.false(),
+                sa.literal(now, numbers.c.updated_at.type),
+            ).where(condition),
+        )
+    )
+    connection.execute(
+        ownerships.insert().from_select(
+            [
+                "msisdn",
+                "owner_id",
+                "language",
+                "started_at",
+                "started_on",
+                "start_cause",
+                "started_by",
+            ],
+            sa.select(
+                source.c.msisdn,
+                source.c.owner_id,
+                source.c.language,
+                sa.literal(now, ownerships.c.started_at.type),
+                sa.literal(today, sa.Date),
+                sa.literal(cause),
+                sa.literal(actor),
+            ).where(condition),
+        )
+    )
+
+
+def insert_topups(
+    connection: Connection,
+    source: sa.FromClause,
+    staged: sa.Table,
+    condition: ColumnElement[bool],
+    *,
+    import_id: int,
+    moved_validity: ColumnElement[bool],
+) -> None:
+    """Store the staged top-ups that meet the condition, under their import."""
+    connection.execute(
+        topups.insert().from_select(
+            [
+                "topup_id",
+                "msisdn",
+                "topped_up_at",
+                "validity_end",
+                "amount",
+                "import_id",
+                "moved_validity",
+            ],
+            sa.select(
+                staged.c.topup_id,
+                staged.c.msisdn,
+                staged.c.topped_up_at,
+                staged.c.validity_end,
+                staged.c.amount,
+                sa.literal(import_id),
+                moved_validity,
+            )
+            .select_from(source)
+            .where(condition),
         )
     )

@@ -27,7 +27,14 @@ from jobs.importing.reader import CsvFile, CsvFormat, RawRow
 from jobs.importing.staging import StagingTable
 from jobs.settings import Settings
 
-__all__ = ["ImportContext", "ImportSummary", "Merge", "RowParser", "run_import"]
+__all__ = [
+    "ImportContext",
+    "ImportSummary",
+    "Merge",
+    "RowParser",
+    "record_import",
+    "run_import",
+]
 
 # From this many applied rows on, the import refreshes the planner's statistics itself rather
 # than leave the next nightly run to plan on stale ones.
@@ -134,7 +141,14 @@ def run_import(
             staging.load(_staged_rows(source, parse, context))
             staging.index(*dict.fromkeys((*key_columns, "msisdn")))
             _refuse_duplicates(connection, staging.table, key_columns, content_columns)
-            import_id = _record(connection, summary, context, csv_format.kind)
+            import_id = record_import(
+                connection,
+                kind=csv_format.kind,
+                source=summary.source,
+                now=context.now,
+                actor=context.actor,
+                watermark=watermark,
+            )
             merge(connection, staging, context, import_id)
             _summarise(connection, staging.table, summary)
             _finish_record(connection, summary, import_id)
@@ -188,23 +202,30 @@ def _refuse_duplicates(
     )
 
 
-def _record(
-    connection: Connection, summary: ImportSummary, context: ImportContext, kind: str
+def record_import(
+    connection: Connection,
+    *,
+    kind: str,
+    source: str,
+    now: datetime,
+    actor: str,
+    watermark: datetime | None = None,
 ) -> int:
+    """The import's record (counts filled in when it finishes); returns its id."""
     return int(
         connection.execute(
             imports.insert()
             .values(
                 kind=kind,
-                source=summary.source[-1024:],
-                started_at=context.now,
-                finished_at=context.now,
+                source=source[-1024:],
+                started_at=now,
+                finished_at=now,
                 rows_read=0,
                 rows_applied=0,
                 rows_ignored=0,
                 rows_rejected=0,
-                watermark=summary.watermark,
-                actor=context.actor,
+                watermark=watermark,
+                actor=actor,
             )
             .returning(imports.c.id)
         ).scalar_one()

@@ -18,7 +18,6 @@ from jobs.clock import Clock
 from jobs.database.engine import Database
 from jobs.database.schema import (
     numbers,
-    ownerships,
     resale_pool,
 )
 from jobs.importing import common
@@ -116,41 +115,14 @@ def _merge(
 
 def _create(connection: Connection, table: sa.Table, context: ImportContext) -> None:
     created = table.c.outcome == "created"
-    connection.execute(
-        numbers.insert().from_select(
-            ["msisdn", "owner_id", "language", "validity_end", "cycle", "on_hold", "updated_at"],
-            sa.select(
-                table.c.msisdn,
-                table.c.owner_id,
-                table.c.language,
-                table.c.validity_end,
-                sa.literal(1),
-                sa.false(),
-                sa.literal(context.now, numbers.c.updated_at.type),
-            ).where(created),
-        )
-    )
-    connection.execute(
-        ownerships.insert().from_select(
-            [
-                "msisdn",
-                "owner_id",
-                "language",
-                "started_at",
-                "started_on",
-                "start_cause",
-                "started_by",
-            ],
-            sa.select(
-                table.c.msisdn,
-                table.c.owner_id,
-                table.c.language,
-                sa.literal(context.now, ownerships.c.started_at.type),
-                sa.literal(context.today, sa.Date),
-                sa.literal("import"),
-                sa.literal(context.actor),
-            ).where(created),
-        )
+    common.add_owned_numbers(
+        connection,
+        table,
+        created,
+        now=context.now,
+        today=context.today,
+        actor=context.actor,
+        cause="import",
     )
     common.audit_from(
         connection,

@@ -121,29 +121,13 @@ def _merge(
             + sa.literal(")")
         )
     )
-    connection.execute(
-        topups.insert().from_select(
-            [
-                "topup_id",
-                "msisdn",
-                "topped_up_at",
-                "validity_end",
-                "amount",
-                "import_id",
-                "moved_validity",
-            ],
-            sa.select(
-                table.c.topup_id,
-                table.c.msisdn,
-                table.c.topped_up_at,
-                table.c.validity_end,
-                table.c.amount,
-                sa.literal(import_id),
-                table.c.validity_end > numbers.c.validity_end,
-            )
-            .select_from(table.join(numbers, numbers.c.msisdn == table.c.msisdn))
-            .where(good),
-        )
+    common.insert_topups(
+        connection,
+        table.join(numbers, numbers.c.msisdn == table.c.msisdn),
+        table,
+        good,
+        import_id=import_id,
+        moved_validity=table.c.validity_end > numbers.c.validity_end,
     )
     connection.execute(sa.update(table).where(good).values(outcome="applied"))
     _move_validity(connection, table, context)

@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 from jobs.clock import end_of_day  # noqa: E402
 from jobs.database.engine import Database  # noqa: E402
-from jobs.database.schema import imports, numbers, runs, warnings  # noqa: E402
+from jobs.database.schema import numbers, runs, warnings  # noqa: E402
+from jobs.importing.loader import record_import  # noqa: E402
 
 ZONE = ZoneInfo("Asia/Phnom_Penh")
 HEADER = f"  {'step':<26}{'seconds':>9}{'in run':>8}{'rows/s':>12}{'rows':>12}{'peak MB':>10}"
@@ -96,19 +97,13 @@ def pretend_sent_and_fresh(database: Database, day: date) -> None:
             .where(warnings.c.state == "pending")
             .values(state="sent", final_at=moment, final_on=day)
         )
-        connection.execute(
-            imports.insert().values(
-                kind="topups",
-                source="benchmark",
-                started_at=moment,
-                finished_at=moment,
-                rows_read=0,
-                rows_applied=0,
-                rows_ignored=0,
-                rows_rejected=0,
-                watermark=moment - timedelta(hours=1),
-                actor="benchmark",
-            )
+        record_import(
+            connection,
+            kind="topups",
+            source="benchmark",
+            now=moment,
+            actor="benchmark",
+            watermark=moment - timedelta(hours=1),
         )
 
 

@@ -15,7 +15,6 @@ from jobs.clock import FixedClock, end_of_day
 from jobs.database.engine import Database
 from jobs.database.schema import (
     audit_events,
-    imports,
     metadata,
     numbers,
     ownerships,
@@ -24,7 +23,7 @@ from jobs.database.schema import (
     topups,
     warnings,
 )
-from jobs.importing.loader import ImportSummary
+from jobs.importing.loader import ImportSummary, record_import
 from jobs.importing.topups import import_topups
 from jobs.nightly import RunOptions, RunReport, run_nightly
 from jobs.settings import Settings, load_settings
@@ -231,19 +230,8 @@ class World:
         """Declare the top-up feed complete up to the end of a day, so the stale guard is quiet."""
         moment = end_of_day(day, self.settings.zone)
         with self.database.write() as connection:
-            connection.execute(
-                imports.insert().values(
-                    kind="topups",
-                    source="test",
-                    started_at=moment,
-                    finished_at=moment,
-                    rows_read=0,
-                    rows_applied=0,
-                    rows_ignored=0,
-                    rows_rejected=0,
-                    watermark=moment,
-                    actor="test",
-                )
+            record_import(
+                connection, kind="topups", source="test", now=moment, actor="test", watermark=moment
             )
 
     # Acting ------------------------------------------------------------------------------
