@@ -13,7 +13,6 @@ from jobs.errors import RecyclerError
 from jobs.settings import Settings
 from notifier.console import ConsoleGateway
 from notifier.gateway import Gateway
-from notifier.twilio_gateway import TwilioConfig, TwilioGateway
 
 __all__ = ["build_gateway"]
 
@@ -24,6 +23,10 @@ def build_gateway(settings: Settings, stream: TextIO | None = None) -> Gateway:
     """The gateway adapter the settings ask for."""
     if settings.gateway == "console":
         return ConsoleGateway(path=settings.console_outbox_path, stream=stream)
+    # Imported here: the twilio client and aiohttp cost every other command start-up time and
+    # memory for nothing.
+    from notifier.twilio_gateway import TwilioConfig, TwilioGateway  # noqa: PLC0415
+
     missing = [name for name in _SECRETS if not os.environ.get(name)]
     if missing:
         raise RecyclerError(f"gateway = twilio needs {' and '.join(missing)} in the environment")
