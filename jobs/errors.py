@@ -7,12 +7,14 @@ the boundary, so that a command prints a sentence, never a traceback.
 from __future__ import annotations
 
 __all__ = [
+    "AlreadyRan",
     "ExitCode",
     "FutureDateError",
     "InputRefused",
     "NumberNotFound",
     "RecyclerError",
     "RunInProgress",
+    "RunInterrupted",
     "SchemaError",
     "SenderInProgress",
 ]
@@ -58,6 +60,16 @@ class FutureDateError(InputRefused):
 
 class NumberNotFound(InputRefused):
     """recycler knows no such number."""
+
+
+class RunInterrupted(RecyclerError):
+    """The run was stopped before it finished; none of its changes were kept."""
+
+
+class AlreadyRan(RecyclerError):
+    """A run for this date has already completed."""
+
+    exit_code = ExitCode.DONE
 
 
 class RunInProgress(RecyclerError):

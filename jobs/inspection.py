@@ -50,7 +50,13 @@ class StatusView:
     runs: list[dict[str, Any]]
     outbox: dict[str, float | int | None]
     numbers_by_state: dict[str, int]
-    problems: list[str] = field(default_factory=list)
+    # Each health check by name, with the sentence that says what is wrong (None when fine).
+    checks: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def problems(self) -> list[str]:
+        """What is wrong, in sentences."""
+        return [problem for problem in self.checks.values() if problem is not None]
 
     @property
     def healthy(self) -> bool:
@@ -62,6 +68,10 @@ class StatusView:
         return {
             "today": self.today.isoformat(),
             "healthy": self.healthy,
+            "checks": {
+                name: {"ok": problem is None, "problem": problem}
+                for name, problem in self.checks.items()
+            },
             "problems": self.problems,
             "runs": self.runs,
             "outbox": self.outbox,
@@ -135,6 +145,11 @@ def status_view(
                 runs.c.outcome.in_(("succeeded", "withheld")), runs.c.dry_run.is_(sa.false())
             )
         ).scalar()
+        oldest_due = connection.execute(
+            sa.select(sa.func.min(warnings.c.next_attempt_at)).where(
+                warnings.c.state == "pending", warnings.c.next_attempt_at <= now
+            )
+        ).scalar()
         last_real = connection.execute(
             sa.select(runs.c.id, runs.c.outcome, runs.c.message)
             .where(runs.c.dry_run.is_(sa.false()), runs.c.outcome != "running")
@@ -164,16 +179,48 @@ def status_view(
             "pool_available": pool[1],
         },
     )
+    view.checks = {
+        "last_run": _last_run_problem(last_real),
+        "run_age": _run_age_problem(last_success, now, settings),
+        "send_lag": _send_lag_problem(oldest_due, now, settings),
+    }
+    return view
+
+
+def _last_run_problem(last_real: Any) -> str | None:
     if last_real is not None and last_real.outcome in ("failed", "interrupted", "abandoned"):
-        view.problems.append(f"the last run ({last_real.id}) {last_real.outcome}")
+        return f"the last run ({last_real.id}) {last_real.outcome}"
+    return None
+
+
+def _run_age_problem(
+    last_success: datetime | None, now: datetime, settings: Settings
+) -> str | None:
     if last_success is None:
-        view.problems.append("no nightly run has succeeded yet")
-    elif now - last_success > timedelta(hours=settings.max_run_age_hours):
-        view.problems.append(
+        return "no nightly run has succeeded yet"
+    if now - last_success > timedelta(hours=settings.max_run_age_hours):
+        return (
             f"the newest successful run finished {last_success.isoformat(timespec='minutes')}, "
             f"more than {settings.max_run_age_hours:g} h ago"
         )
-    return view
+    return None
+
+
+def _send_lag_problem(oldest_due: datetime | None, now: datetime, settings: Settings) -> str | None:
+    """A due warning that has waited too long inside sending hours (waiting outside them is the
+    rule, not a lag)."""
+    local = now.astimezone(settings.zone)
+    window = settings.window
+    if oldest_due is None or not window.contains(local.time()):
+        return None
+    opened = datetime.combine(local.date(), window.start, tzinfo=settings.zone)
+    waiting = now - max(oldest_due, opened)
+    if waiting <= timedelta(minutes=settings.max_send_lag_minutes):
+        return None
+    return (
+        f"a due warning has waited {waiting.total_seconds() / 60:.0f} min inside sending hours, "
+        f"more than {settings.max_send_lag_minutes:g} min"
+    )
 
 
 @dataclass

@@ -15,10 +15,18 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
+from apscheduler.triggers.cron import CronTrigger
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
-__all__ = ["DEFAULT_DATABASE_FILE", "SendWindow", "Settings", "SettingsError", "load_settings"]
+__all__ = [
+    "DEFAULT_DATABASE_FILE",
+    "SendWindow",
+    "Settings",
+    "SettingsError",
+    "cron_trigger",
+    "load_settings",
+]
 
 DEFAULT_DATABASE_FILE = "recycler.sqlite3"
 
@@ -54,6 +62,35 @@ class SendWindow:
     def __str__(self) -> str:
         end = "24:00" if self.end is None else self.end.strftime("%H:%M")
         return f"{self.start.strftime('%H:%M')}-{end}"
+
+
+def cron_trigger(expression: str, zone: ZoneInfo) -> CronTrigger:
+    """A crontab line as an APScheduler trigger: ``minute hour day month weekday``, or with a
+    leading seconds field (six fields), which tests use to fire a few seconds ahead."""
+    fields = expression.split()
+    if len(fields) in (5, 6) and any(character.isdigit() for character in fields[-1]):
+        # APScheduler 3 counts weekdays from Monday, crontab from Sunday: a number would
+        # silently mean another day.
+        raise ValueError(
+            f"not a crontab line: {expression!r} (write weekdays by name, mon-sun, not by number)"
+        )
+    try:
+        if len(fields) == 5:
+            return CronTrigger.from_crontab(expression, timezone=zone)
+        if len(fields) == 6:
+            second, minute, hour, day, month, day_of_week = fields
+            return CronTrigger(
+                second=second,
+                minute=minute,
+                hour=hour,
+                day=day,
+                month=month,
+                day_of_week=day_of_week,
+                timezone=zone,
+            )
+    except ValueError as error:
+        raise ValueError(f"not a crontab line: {expression!r} ({error})") from None
+    raise ValueError(f"not a crontab line: {expression!r} (expected 5 fields)")
 
 
 def _split_commas(value: Any) -> Any:
@@ -116,6 +153,24 @@ class Settings(BaseSettings):
     max_run_age_hours: float = Field(
         default=26, gt=0, description="status is unhealthy when the last good run is older"
     )
+    max_send_lag_minutes: float = Field(
+        default=60,
+        gt=0,
+        description="status is unhealthy when a due warning waits longer inside sending hours",
+    )
+    run_schedule: str = Field(
+        default="30 1 * * *",
+        description="when the daemon runs the nightly job: crontab, in the operator's time zone",
+    )
+    send_poll_seconds: float = Field(
+        default=30, gt=0, description="how often the daemon's sender looks for due warnings"
+    )
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="the daemon serves Prometheus metrics here"
+    )
+    metrics_textfile: Path | None = Field(
+        default=None, description="one-shot commands write Prometheus metrics to this file"
+    )
     log_format: Literal["auto", "console", "json"] = Field(
         default="auto", description="log lines: json, console, or auto (console on a terminal)"
     )
@@ -161,6 +216,12 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_window(cls, value: str) -> str:
         SendWindow.parse(value)
+        return value
+
+    @field_validator("run_schedule")
+    @classmethod
+    def _valid_schedule(cls, value: str) -> str:
+        cron_trigger(value, ZoneInfo("UTC"))
         return value
 
     @field_validator("database_url")

@@ -8,6 +8,7 @@ import click
 
 from jobs import __version__
 from jobs.cli.app import App, RecyclerGroup
+from jobs.cli.daemon import daemon_command
 from jobs.cli.data import import_group, seed_command
 from jobs.cli.db import db_group
 from jobs.cli.looking import number_command, status_command
@@ -38,6 +39,7 @@ cli.add_command(import_group)
 cli.add_command(seed_command)
 cli.add_command(run_command)
 cli.add_command(send_command)
+cli.add_command(daemon_command)
 cli.add_command(status_command)
 cli.add_command(number_command)
 

@@ -19,10 +19,11 @@ from jobs.database.engine import Database
 from jobs.database.migrate import ensure_schema
 from jobs.errors import ExitCode, RecyclerError
 from jobs.logs import configure_logging
+from jobs.metrics import Metrics
 from jobs.settings import Settings, SettingsError, load_settings
 from notifier.templates import TemplateBook, TemplateError
 
-__all__ = ["App", "RecyclerGroup", "emit_json", "fail", "pass_app"]
+__all__ = ["App", "RecyclerGroup", "emit_json", "fail", "pass_app", "write_metrics"]
 
 
 def _operator() -> str:
@@ -92,7 +93,21 @@ class RecyclerGroup(click.Group):
             fail(f"the database is not usable: {error.orig or error}", ExitCode.FAILURE)
 
 
+def write_metrics(app: App, database: Database, metrics: Metrics | None = None) -> None:
+    """One-shot commands leave their figures in the textfile, when one is configured."""
+    path = app.settings.metrics_textfile
+    if path is None:
+        return
+    chosen = metrics or Metrics()
+    chosen.refresh(database, app.clock.now())
+    chosen.write(path)
+
+
 def configure(app: App) -> None:
     """Apply the settings that shape the process itself (logging)."""
     settings = app.settings
-    configure_logging(settings.log_format, full_numbers=settings.log_full_numbers)
+    configure_logging(
+        settings.log_format,
+        full_numbers=settings.log_full_numbers,
+        database_url=settings.database_url,
+    )

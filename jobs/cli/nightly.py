@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 from datetime import datetime
 
 import click
 from rich.table import Table
 
-from jobs.cli.app import App, configure, emit_json, pass_app
-from jobs.errors import ExitCode
+from jobs.cli.app import App, configure, emit_json, pass_app, write_metrics
+from jobs.errors import ExitCode, RunInterrupted
 from jobs.nightly import RunOptions, RunReport, run_nightly
 from jobs.rules import FINAL_NOTICE_STAGE
 
@@ -46,23 +48,36 @@ def run_command(
 ) -> None:
     """Run the nightly job for one date: queue warnings, recycle numbers past grace end.
 
-    Exit codes: 0 done; 3 recycling withheld by a guard (warnings still queued); 2 refused
-    input (a date after today); 4 another run in progress; 1 failure.
+    Exit codes: 0 done (or stopped by SIGTERM/SIGINT, keeping nothing); 3 recycling withheld by a
+    guard (warnings still queued); 2 refused input (a date after today); 4 another run in
+    progress; 1 failure.
     """
     configure(app)
-    report = run_nightly(
-        app.database(),
-        app.settings,
-        app.templates,
-        app.clock,
-        RunOptions(
-            as_of=as_of.date() if as_of else None,
-            dry_run=dry_run,
-            allow_mass_recycle=allow_mass_recycle,
-            actor=app.actor,
-            lock_wait_seconds=wait_seconds,
-        ),
-    )
+    database = app.database()
+    stop = threading.Event()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda _number, _frame: stop.set())
+    try:
+        report = run_nightly(
+            database,
+            app.settings,
+            app.templates,
+            app.clock,
+            RunOptions(
+                as_of=as_of.date() if as_of else None,
+                dry_run=dry_run,
+                allow_mass_recycle=allow_mass_recycle,
+                actor=app.actor,
+                lock_wait_seconds=wait_seconds,
+                stop=stop,
+            ),
+        )
+    except RunInterrupted as interrupted:
+        # Asked to stop (systemctl stop, Ctrl-C): a clean stop, not a failure.
+        click.echo(f"interrupted: {interrupted.message}; run it again to do the work", err=True)
+        raise SystemExit(ExitCode.DONE) from None
+    finally:
+        write_metrics(app, database)
     if as_json:
         emit_json(report.to_json())
     else:

@@ -9,7 +9,8 @@ import signal
 import click
 import structlog
 
-from jobs.cli.app import App, configure, pass_app
+from jobs.cli.app import App, configure, pass_app, write_metrics
+from jobs.metrics import Metrics
 from jobs.sending.dispatcher import Dispatcher, SendReport
 from jobs.sending.gateways import build_gateway
 
@@ -29,8 +30,15 @@ def send_command(app: App, once: bool, limit: int | None, as_json: bool) -> None
     exits 0. Exit 4: another sender holds this SQLite database.
     """
     configure(app)
-    dispatcher = Dispatcher(app.database(), app.settings, build_gateway(app.settings), app.clock)
-    report = asyncio.run(_send(dispatcher, once, limit))
+    database = app.database()
+    metrics = Metrics()
+    dispatcher = Dispatcher(
+        database, app.settings, build_gateway(app.settings), app.clock, metrics=metrics
+    )
+    try:
+        report = asyncio.run(_send(dispatcher, once, limit))
+    finally:
+        write_metrics(app, database, metrics)
     # The console gateway may be printing the messages themselves on standard output; the
     # summary then goes to standard error so that the messages stay one JSON line each.
     to_stderr = app.settings.gateway == "console" and app.settings.console_outbox_path is None

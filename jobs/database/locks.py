@@ -8,6 +8,7 @@ to the database, which the kernel releases when the process ends.
 from __future__ import annotations
 
 import fcntl
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,17 +29,23 @@ class LockBusy(Exception):
 
 
 @contextmanager
-def run_lock(database: Database, *, wait_seconds: float = 0.0) -> Iterator[None]:
-    """Hold the run lock for the block; raise LockBusy if it stays taken for `wait_seconds`."""
+def run_lock(
+    database: Database,
+    *,
+    wait_seconds: float = 0.0,
+    stop: threading.Event | None = None,
+) -> Iterator[None]:
+    """Hold the run lock for the block; raise LockBusy if it stays taken for `wait_seconds`
+    (or `stop` is set while waiting)."""
     if database.is_postgresql:
-        with _advisory_lock(database, RUN_LOCK_KEY, wait_seconds):
+        with _advisory_lock(database, RUN_LOCK_KEY, wait_seconds, stop):
             yield
         return
     path = database.sqlite_path
     if path is None:  # an in-memory database lives in one process: nothing to share
         yield
         return
-    with _file_lock(path.with_name(path.name + ".run-lock"), wait_seconds):
+    with _file_lock(path.with_name(path.name + ".run-lock"), wait_seconds, stop):
         yield
 
 
@@ -50,20 +57,24 @@ def sqlite_sender_lock(database: Database) -> Iterator[None]:
     if not database.is_sqlite or path is None:
         yield
         return
-    with _file_lock(path.with_name(path.name + ".send-lock"), 0.0):
+    with _file_lock(path.with_name(path.name + ".send-lock"), 0.0, None):
         yield
 
 
-def _retrying(try_once: Callable[[], bool], wait_seconds: float) -> None:
+def _retrying(
+    try_once: Callable[[], bool], wait_seconds: float, stop: threading.Event | None
+) -> None:
     deadline = time.monotonic() + wait_seconds
     while not try_once():
-        if time.monotonic() >= deadline:
+        if time.monotonic() >= deadline or (stop is not None and stop.is_set()):
             raise LockBusy
         time.sleep(0.2)
 
 
 @contextmanager
-def _advisory_lock(database: Database, key: int, wait_seconds: float) -> Iterator[None]:
+def _advisory_lock(
+    database: Database, key: int, wait_seconds: float, stop: threading.Event | None
+) -> Iterator[None]:
     # Autocommit: the lock belongs to the session, and no transaction may sit open for hours.
     with database.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as holder:
 
@@ -71,7 +82,7 @@ def _advisory_lock(database: Database, key: int, wait_seconds: float) -> Iterato
             taken = holder.execute(sa.select(sa.func.pg_try_advisory_lock(key))).scalar_one()
             return bool(taken)
 
-        _retrying(try_once, wait_seconds)
+        _retrying(try_once, wait_seconds, stop)
         try:
             yield
         finally:
@@ -79,7 +90,7 @@ def _advisory_lock(database: Database, key: int, wait_seconds: float) -> Iterato
 
 
 @contextmanager
-def _file_lock(path: Path, wait_seconds: float) -> Iterator[None]:
+def _file_lock(path: Path, wait_seconds: float, stop: threading.Event | None) -> Iterator[None]:
     with path.open("a") as handle:
 
         def try_once() -> bool:
@@ -89,7 +100,7 @@ def _file_lock(path: Path, wait_seconds: float) -> Iterator[None]:
                 return False
             return True
 
-        _retrying(try_once, wait_seconds)
+        _retrying(try_once, wait_seconds, stop)
         try:
             yield
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import date
 
@@ -13,7 +14,13 @@ from jobs.clock import Clock, local_date
 from jobs.database.engine import Database
 from jobs.database.locks import LockBusy, run_lock
 from jobs.database.schema import runs
-from jobs.errors import FutureDateError, RecyclerError, RunInProgress
+from jobs.errors import (
+    AlreadyRan,
+    FutureDateError,
+    RecyclerError,
+    RunInProgress,
+    RunInterrupted,
+)
 from jobs.failpoints import failpoint
 from jobs.nightly import steps
 from jobs.nightly.frames import build_frames, load_frames
@@ -37,6 +44,10 @@ class RunOptions:
     catch_up: bool = False
     actor: str = "recycler"
     lock_wait_seconds: float = 0.0
+    # Set by a signal handler: the run stops after the statement in progress, keeps nothing.
+    stop: threading.Event | None = None
+    # For the daemon: skip (AlreadyRan) when a run for the date has already completed.
+    once_per_date: bool = False
 
 
 def rules_of(settings: Settings) -> Rules:
@@ -73,7 +84,7 @@ def run_nightly(
     if missing:
         raise RecyclerError(f"no warning templates for languages {sorted(missing)}")
     try:
-        with run_lock(database, wait_seconds=options.lock_wait_seconds):
+        with run_lock(database, wait_seconds=options.lock_wait_seconds, stop=options.stop):
             return _locked_run(database, settings, templates, clock, options, as_of, today)
     except LockBusy:
         raise RunInProgress(_lock_holder_message(database)) from None
@@ -91,6 +102,8 @@ def _locked_run(
     abandoned = abandon_dead_runs(database, clock.now())
     if abandoned:
         log.warning("run.abandoned_found", run_ids=abandoned)
+    if options.once_per_date and _completed(database, as_of):
+        raise AlreadyRan(f"the run for {as_of.isoformat()} has already completed")
     started_at = clock.now()
     run_id = start_run(
         database,
@@ -108,9 +121,12 @@ def _locked_run(
         catch_up=options.catch_up,
     )
     structlog.contextvars.bind_contextvars(run_id=run_id)
-    log.info("run.started", as_of=as_of.isoformat(), dry_run=options.dry_run)
-    failpoint("run.started")
+    log.info(
+        "run.started", as_of=as_of.isoformat(), dry_run=options.dry_run, catch_up=options.catch_up
+    )
+    checkpoint = _Checkpoints(options.stop)
     try:
+        checkpoint("run.started")
         scope = steps.RunScope(
             run_id=run_id,
             as_of=as_of,
@@ -120,17 +136,20 @@ def _locked_run(
             today=today,
         )
         with database.write(commit=not options.dry_run) as connection:
-            _apply(connection, scope, settings, templates, options, report)
-            failpoint("run.before_commit")
+            _apply(connection, scope, settings, templates, options, report, checkpoint)
+            checkpoint("run.before_commit")
         failpoint("run.committed")
     except BaseException as error:
-        # KeyboardInterrupt and SystemExit (SIGTERM) are an interruption, anything else a failure.
-        report.outcome = "failed" if isinstance(error, Exception) else "interrupted"
+        interrupted = isinstance(error, RunInterrupted | KeyboardInterrupt | SystemExit)
+        report.outcome = "interrupted" if interrupted else "failed"
         report.messages.append(f"{type(error).__name__}: {error}")
         report.warnings_queued, report.recycled = {}, 0
         report.finished_at = clock.now()
         finish_run(database, report)
-        log.error("run.failed", outcome=report.outcome, error=str(error))
+        if interrupted:
+            log.warning("run.interrupted", error=str(error))
+        else:
+            log.error("run.failed", error=str(error))
         raise
     finally:
         structlog.contextvars.unbind_contextvars("run_id")
@@ -157,6 +176,7 @@ def _apply(
     templates: TemplateBook,
     options: RunOptions,
     report: RunReport,
+    checkpoint: _Checkpoints,
 ) -> None:
     newest = steps.newest_completed_run(connection, scope.run_id)
     if newest is not None and scope.as_of < newest:
@@ -172,7 +192,7 @@ def _apply(
         return
     load_frames(connection, build_frames(scope.as_of, scope.rules, templates))
     steps.queue_warnings(connection, scope)
-    failpoint("run.warnings_queued")
+    checkpoint("run.warnings_queued")
 
     counts = steps.count_base(connection, scope)
     report.on_hold = counts.on_hold
@@ -198,12 +218,39 @@ def _apply(
         report.withheld = counts.notice_given
     else:
         report.recycled = steps.recycle(connection, scope)
-    failpoint("run.recycled")
+    checkpoint("run.recycled")
 
     steps.queue_final_notices(connection, scope)
+    checkpoint("run.final_notices_queued")
     steps.audit_queued_warnings(connection, scope)
     steps.audit_deferrals(connection, scope)
     report.warnings_queued = steps.warnings_queued_by_stage(connection, scope.run_id)
+
+
+class _Checkpoints:
+    """Between two statements of the run: act on failpoints, and stop if asked to."""
+
+    def __init__(self, stop: threading.Event | None) -> None:
+        self.stop = stop
+
+    def __call__(self, name: str) -> None:
+        failpoint(name)
+        if self.stop is not None and self.stop.is_set():
+            raise RunInterrupted(f"stopped at {name}; nothing of this run was kept")
+
+
+def _completed(database: Database, as_of: date) -> bool:
+    with database.read() as connection:
+        return (
+            connection.execute(
+                sa.select(sa.func.count()).where(
+                    runs.c.as_of == as_of,
+                    runs.c.dry_run.is_(sa.false()),
+                    runs.c.outcome.in_(("succeeded", "withheld")),
+                )
+            ).scalar_one()
+            > 0
+        )
 
 
 def _lock_holder_message(database: Database) -> str:

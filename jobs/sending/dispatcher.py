@@ -30,7 +30,7 @@ from jobs.database.engine import Database
 from jobs.database.locks import LockBusy, sqlite_sender_lock
 from jobs.errors import SenderInProgress
 from jobs.failpoints import failpoint
-from jobs.phone import mask
+from jobs.metrics import Metrics
 from jobs.sending import outbox
 from jobs.settings import Settings
 from notifier.encoding import Encoding
@@ -96,12 +96,14 @@ class Dispatcher:
         batch_size: int | None = None,
         poll_seconds: float = 5.0,
         rng: random.Random | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.database = database
         self.settings = settings
         self.gateway = gateway
         self.clock = clock
         self.poll_seconds = poll_seconds
+        self.metrics = metrics
         self.rng = rng or random.Random()  # noqa: S311  (jitter, not a secret)
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         # Claim a few rounds of work at a time, never more than can be sent well inside the
@@ -288,14 +290,19 @@ class _Session:
             encoding=Encoding(item.encoding),
             segments=item.segments,
         )
+        started = time.perf_counter()
         try:
             gateway_id = await self.dispatcher.gateway.send(message)
         except GatewayError as error:
             retry = error.retryable and item.attempts < self.settings.max_attempts
+            if self.dispatcher.metrics is not None:
+                self.dispatcher.metrics.observe_send(
+                    time.perf_counter() - started, error.code, retry
+                )
             log.warning(
                 "send.failed",
                 warning_id=item.warning_id,
-                to=mask(item.msisdn),
+                to=item.msisdn,
                 code=error.code,
                 retryable=error.retryable,
                 attempt=item.attempts,
@@ -313,6 +320,8 @@ class _Session:
                 error_message=str(error)[:500],
                 next_attempt_at=next_attempt,
             )
+        if self.dispatcher.metrics is not None:
+            self.dispatcher.metrics.observe_send(time.perf_counter() - started, None, False)
         return outbox.Delivery(item.warning_id, token, gateway_message_id=gateway_id[:64])
 
     # Recording -------------------------------------------------------------------------------

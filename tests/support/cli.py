@@ -62,18 +62,24 @@ def recycler(
 
 
 class Running:
-    """A command still running, whose standard error is collected as it comes."""
+    """A command still running; its output is collected as it comes, line by line."""
 
     def __init__(self, process: subprocess.Popen[str]) -> None:
         self.process = process
+        self.stdout_lines: list[str] = []
         self.stderr_lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        self._readers = [
+            threading.Thread(target=self._read, args=(process.stdout, self.stdout_lines)),
+            threading.Thread(target=self._read, args=(process.stderr, self.stderr_lines)),
+        ]
+        for reader in self._readers:
+            reader.daemon = True
+            reader.start()
 
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.stderr_lines.append(line)
+    @staticmethod
+    def _read(stream: Any, lines: list[str]) -> None:
+        for line in stream:
+            lines.append(line)
 
     def wait_for(self, text: str, timeout: float = 60) -> None:
         """Block until a line of standard error contains the text."""
@@ -81,18 +87,22 @@ class Running:
         while time.monotonic() < deadline:
             if any(text in line for line in self.stderr_lines):
                 return
-            if self.process.poll() is not None and not self._reader.is_alive():
+            if self.process.poll() is not None and not self._readers[1].is_alive():
                 break
             time.sleep(0.02)
         raise AssertionError(f"never saw {text!r}; stderr:\n{''.join(self.stderr_lines)}")
 
     def finish(self, timeout: float = 300) -> Command:
         """Wait for the end and return what it printed."""
-        stdout, _ = self.process.communicate(timeout=timeout)
-        self._reader.join(timeout=10)
+        self.process.wait(timeout=timeout)
+        for reader in self._readers:
+            reader.join(timeout=10)
         return Command(
             subprocess.CompletedProcess(
-                self.process.args, self.process.returncode, stdout, "".join(self.stderr_lines)
+                self.process.args,
+                self.process.returncode,
+                "".join(self.stdout_lines),
+                "".join(self.stderr_lines),
             )
         )
 

@@ -19,7 +19,13 @@ def test_example_loads() -> None:
 def test_example_names_every_setting() -> None:
     """A setting added to the code is added to the example too."""
     named = set(tomllib.loads(EXAMPLE.read_text(encoding="utf-8")))
-    unset_by_default = {"console_outbox_path", "twilio_from", "twilio_messaging_service_sid"}
+    unset_by_default = {
+        "console_outbox_path",
+        "twilio_from",
+        "twilio_messaging_service_sid",
+        "metrics_port",
+        "metrics_textfile",
+    }
     assert named == set(Settings.model_fields) - unset_by_default
     text = EXAMPLE.read_text(encoding="utf-8")
     assert all(name in text for name in unset_by_default)  # at least shown, commented

@@ -1,0 +1,238 @@
+"""``recycler daemon``: the nightly run on a cron schedule, and the sender, under APScheduler 3.
+
+Safety does not rest on the scheduler: its job store is in memory and private to this process
+(APScheduler's documentation says stores must not be shared), and what keeps two daemons from
+running one night twice is the run lock plus the run records, which both live in the database.
+On start the daemon reads those records: if no run has succeeded since the schedule last fired,
+it runs now, once, as a catch-up (the rules are state-based, so one run for today covers every
+missed night).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+from datetime import datetime, timedelta
+from types import FrameType
+
+import sqlalchemy as sa
+import structlog
+from apscheduler.events import EVENT_JOB_ERROR, JobExecutionEvent
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from jobs.clock import Clock
+from jobs.database.engine import Database
+from jobs.database.schema import runs
+from jobs.errors import AlreadyRan, RecyclerError, RunInProgress, RunInterrupted
+from jobs.metrics import Metrics
+from jobs.nightly import RunOptions, run_nightly
+from jobs.sending.dispatcher import Dispatcher
+from jobs.sending.gateways import build_gateway
+from jobs.settings import Settings, cron_trigger
+from notifier.templates import TemplateBook
+
+__all__ = ["Daemon", "latest_fire_time"]
+
+log = structlog.get_logger(__name__)
+
+# A scheduled run that starts late (the machine was asleep, the previous run overran) still runs
+# if it is less than this late; a daemon that was down at the time catches up on start instead.
+_MISFIRE_GRACE = timedelta(hours=20)
+# How long a scheduled run waits for another daemon's run of the same night before checking
+# whether that run already did the work.
+_LOCK_WAIT_SECONDS = 3600.0
+
+
+def latest_fire_time(expression: str, settings: Settings, now: datetime) -> datetime | None:
+    """When the schedule last fired at or before `now` (looking back at most eight days)."""
+    trigger = cron_trigger(expression, settings.zone)
+    moment = trigger.get_next_fire_time(None, now - timedelta(days=8))
+    latest = None
+    while moment is not None and moment <= now:
+        latest = moment
+        moment = trigger.get_next_fire_time(moment, moment + timedelta(seconds=1))
+    return latest
+
+
+class Daemon:
+    """The long-running service."""
+
+    def __init__(
+        self,
+        database: Database,
+        settings: Settings,
+        templates: TemplateBook,
+        clock: Clock,
+        *,
+        actor: str,
+    ) -> None:
+        self.database = database
+        self.settings = settings
+        self.templates = templates
+        self.clock = clock
+        self.actor = actor
+        self.stopping = threading.Event()
+        self._busy = 0
+        self._idle = threading.Condition()
+        self.metrics = Metrics()
+        self.scheduler = BlockingScheduler(
+            timezone=settings.zone,
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": int(_MISFIRE_GRACE.total_seconds()),
+            },
+        )
+
+    def needs_catch_up(self) -> bool:
+        """Whether no run has succeeded since the schedule last fired."""
+        now = self.clock.now()
+        fired = latest_fire_time(self.settings.run_schedule, self.settings, now)
+        if fired is None:
+            return False
+        with self.database.read() as connection:
+            newest = connection.execute(
+                sa.select(sa.func.max(runs.c.started_at)).where(
+                    runs.c.dry_run.is_(sa.false()),
+                    runs.c.outcome.in_(("succeeded", "withheld")),
+                )
+            ).scalar()
+        return newest is None or newest < fired
+
+    def run(self) -> None:
+        """Schedule the jobs, catch up if a night was missed, and block until stopped."""
+        for number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(number, self._on_signal)
+        if self.settings.metrics_port is not None:
+            self.metrics.serve(self.settings.metrics_port)
+        self.metrics.refresh(self.database, self.clock.now())
+        self.scheduler.add_job(
+            self.nightly,
+            cron_trigger(self.settings.run_schedule, self.settings.zone),
+            id="nightly",
+            name="nightly run",
+        )
+        self.scheduler.add_job(
+            self.send,
+            IntervalTrigger(seconds=self.settings.send_poll_seconds, timezone=self.settings.zone),
+            id="send",
+            name="sender",
+            next_run_time=self.clock.now(),
+        )
+        if self.needs_catch_up():
+            log.info("daemon.catch_up", reason="no successful run since the schedule last fired")
+            self.scheduler.add_job(
+                self.nightly,
+                id="catch-up",
+                name="catch-up run",
+                kwargs={"catch_up": True},
+                next_run_time=self.clock.now(),
+            )
+        self.scheduler.add_listener(self._on_job_error, EVENT_JOB_ERROR)
+        log.info(
+            "daemon.started",
+            run_schedule=self.settings.run_schedule,
+            timezone=self.settings.timezone,
+            send_window=self.settings.send_window,
+            metrics_port=self.settings.metrics_port,
+        )
+        self.scheduler.start()
+        # The scheduler returns at once when stopped; the jobs still running end at their next
+        # safe point (the run rolls back and records itself interrupted, the sender releases its
+        # claims), and the process must not leave before they have.
+        with self._idle:
+            self._idle.wait_for(lambda: self._busy == 0)
+        log.info("daemon.stopped")
+
+    def _job_started(self) -> bool:
+        with self._idle:
+            if self.stopping.is_set():
+                return False
+            self._busy += 1
+            return True
+
+    def _job_finished(self) -> None:
+        with self._idle:
+            self._busy -= 1
+            self._idle.notify_all()
+
+    def nightly(self, catch_up: bool = False) -> None:
+        """The nightly run for today, unless a run for today already completed."""
+        if not self._job_started():
+            return
+        try:
+            self._nightly(catch_up)
+        finally:
+            self._job_finished()
+
+    def _nightly(self, catch_up: bool) -> None:
+        options = RunOptions(
+            catch_up=catch_up,
+            actor=f"daemon:{self.actor}",
+            lock_wait_seconds=_LOCK_WAIT_SECONDS,
+            stop=self.stopping,
+            once_per_date=True,
+        )
+        try:
+            run_nightly(self.database, self.settings, self.templates, self.clock, options)
+        except AlreadyRan as skipped:
+            log.info("run.skipped", reason=str(skipped))
+        except RunInterrupted:
+            pass  # recorded as interrupted by the run itself; the next start catches up
+        except RunInProgress as busy:
+            log.warning("run.skipped", reason=str(busy))
+        except RecyclerError as error:
+            log.error("run.refused", error=error.message)
+        finally:
+            self.metrics.refresh(self.database, self.clock.now())
+
+    def send(self) -> None:
+        """Drain what is due now, inside sending hours; the scheduler calls it every poll."""
+        if not self._job_started():
+            return
+        try:
+            self._send_due()
+        finally:
+            self._job_finished()
+
+    def _send_due(self) -> None:
+        dispatcher = Dispatcher(
+            self.database,
+            self.settings,
+            build_gateway(self.settings),
+            self.clock,
+            metrics=self.metrics,
+        )
+        if dispatcher.in_window():
+            asyncio.run(self._send(dispatcher))
+        self.metrics.refresh(self.database, self.clock.now())
+
+    async def _send(self, dispatcher: Dispatcher) -> None:
+        stop = asyncio.Event()
+
+        async def watch() -> None:
+            # The signal arrives in the main thread; the sender runs in a scheduler thread.
+            while not self.stopping.is_set():
+                await asyncio.sleep(0.2)
+            stop.set()
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await dispatcher.run(once=True, stop=stop)
+        finally:
+            watcher.cancel()
+            await dispatcher.gateway.close()
+
+    def _on_signal(self, number: int, _frame: FrameType | None) -> None:
+        log.info("daemon.stopping", signal=signal.Signals(number).name)
+        self.stopping.set()
+        # Jobs in progress see `stopping`, end at their next safe point, and are waited for.
+        self.scheduler.shutdown(wait=False)
+
+    def _on_job_error(self, event: JobExecutionEvent) -> None:
+        log.error("daemon.job_failed", job=event.job_id, error=repr(event.exception))
+
+    def __repr__(self) -> str:
+        return f"Daemon(schedule={self.settings.run_schedule!r})"

@@ -1,0 +1,165 @@
+"""Prometheus metrics: served by the daemon, or written to a textfile by one-shot commands.
+
+The run and outbox figures are read from the database, so every process reports the same truth
+whoever did the work; send latency and gateway errors are counted by the sender that saw them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    start_http_server,
+    write_to_textfile,
+)
+
+from jobs.database.engine import Database
+from jobs.database.schema import WARNING_STATES, runs, warnings
+
+__all__ = ["Metrics"]
+
+_RUN_OUTCOMES = ("succeeded", "withheld", "failed", "interrupted", "abandoned", "running")
+
+
+class Metrics:
+    """recycler's metrics in a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.last_run_timestamp = Gauge(
+            "recycler_last_run_timestamp_seconds",
+            "When the newest real (not dry) nightly run finished, as a Unix time.",
+            registry=self.registry,
+        )
+        self.last_run_as_of = Gauge(
+            "recycler_last_run_as_of_timestamp_seconds",
+            "The as-of date of the newest real nightly run, as a Unix time (midnight UTC).",
+            registry=self.registry,
+        )
+        self.last_run_outcome = Gauge(
+            "recycler_last_run_outcome",
+            "1 for the outcome of the newest real nightly run, 0 for the others.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.last_success_timestamp = Gauge(
+            "recycler_last_successful_run_timestamp_seconds",
+            "When the newest nightly run that succeeded (or withheld recycling) finished.",
+            registry=self.registry,
+        )
+        self.last_run_numbers = Gauge(
+            "recycler_last_run_numbers",
+            "Numbers the newest real run recycled, deferred, withheld, found on hold.",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.last_run_warnings = Gauge(
+            "recycler_last_run_warnings_queued",
+            "Warnings the newest real run queued, by stage (0: final notice).",
+            ["stage"],
+            registry=self.registry,
+        )
+        self.last_run_guards = Gauge(
+            "recycler_last_run_guard_tripped",
+            "1 when the guard withheld recycling in the newest real run.",
+            ["guard"],
+            registry=self.registry,
+        )
+        self.outbox = Gauge(
+            "recycler_outbox_warnings",
+            "Warnings in the outbox, by state.",
+            ["state"],
+            registry=self.registry,
+        )
+        self.oldest_pending = Gauge(
+            "recycler_outbox_oldest_pending_seconds",
+            "Age of the oldest pending warning (0 when none is pending).",
+            registry=self.registry,
+        )
+        self.send_latency = Histogram(
+            "recycler_send_latency_seconds",
+            "How long one gateway request took, answered or not.",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )
+        self.gateway_errors = Counter(
+            "recycler_gateway_errors_total",
+            "Gateway refusals and failures, by the gateway's code.",
+            ["code"],
+            registry=self.registry,
+        )
+        self.messages = Counter(
+            "recycler_messages_total",
+            "Messages by what became of them in this process: sent, retried, failed.",
+            ["outcome"],
+            registry=self.registry,
+        )
+
+    def observe_send(self, seconds: float, error_code: str | None, will_retry: bool) -> None:
+        """One gateway request."""
+        self.send_latency.observe(seconds)
+        if error_code is None:
+            self.messages.labels("sent").inc()
+            return
+        self.gateway_errors.labels(error_code).inc()
+        self.messages.labels("retried" if will_retry else "failed").inc()
+
+    def refresh(self, database: Database, now: datetime) -> None:
+        """Read the run and outbox figures from the database."""
+        with database.read() as connection:
+            last = connection.execute(
+                sa.select(runs)
+                .where(runs.c.dry_run.is_(sa.false()), runs.c.outcome != "running")
+                .order_by(runs.c.id.desc())
+                .limit(1)
+            ).first()
+            last_success = connection.execute(
+                sa.select(sa.func.max(runs.c.finished_at)).where(
+                    runs.c.dry_run.is_(sa.false()),
+                    runs.c.outcome.in_(("succeeded", "withheld")),
+                )
+            ).scalar()
+            by_state: dict[str, int] = {
+                state: count
+                for state, count in connection.execute(
+                    sa.select(warnings.c.state, sa.func.count()).group_by(warnings.c.state)
+                )
+            }
+            oldest = connection.execute(
+                sa.select(sa.func.min(warnings.c.queued_at)).where(warnings.c.state == "pending")
+            ).scalar()
+        for state in WARNING_STATES:
+            self.outbox.labels(state).set(by_state.get(state, 0))
+        self.oldest_pending.set((now - oldest).total_seconds() if oldest else 0)
+        if last_success is not None:
+            self.last_success_timestamp.set(last_success.timestamp())
+        if last is None:
+            return
+        if last.finished_at is not None:
+            self.last_run_timestamp.set(last.finished_at.timestamp())
+        as_of = last.as_of
+        self.last_run_as_of.set(
+            datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC).timestamp()
+        )
+        for outcome in _RUN_OUTCOMES:
+            self.last_run_outcome.labels(outcome).set(1 if last.outcome == outcome else 0)
+        for kind in ("recycled", "deferred", "withheld", "on_hold"):
+            self.last_run_numbers.labels(kind).set(getattr(last, kind) or 0)
+        for stage, count in (last.warnings_queued or {}).items():
+            self.last_run_warnings.labels(str(stage)).set(count)
+        for guard in ("stale_feed", "mass_recycle"):
+            self.last_run_guards.labels(guard).set(1 if guard in (last.guards or []) else 0)
+
+    def serve(self, port: int) -> None:
+        """Serve /metrics on the port, from a background thread."""
+        start_http_server(port, addr="0.0.0.0", registry=self.registry)  # noqa: S104
+
+    def write(self, path: Path) -> None:
+        """Write the textfile node_exporter collects (atomically: temporary file, rename)."""
+        write_to_textfile(str(path), self.registry)

@@ -1,0 +1,75 @@
+"""deploy/postgresql/roles.sql, applied to a real PostgreSQL: least privilege holds."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from jobs.database.engine import Database
+from jobs.database.migrate import upgrade
+from tests.support.world import World
+
+ROLES = Path(__file__).resolve().parents[2] / "deploy" / "postgresql" / "roles.sql"
+
+
+def _apply_roles(url: sa.URL) -> None:
+    # psql would run the file; psycopg runs it the same way, several statements at once.
+    with psycopg.connect(
+        url.set(drivername="postgresql").render_as_string(hide_password=False), autocommit=True
+    ) as connection:
+        connection.execute(ROLES.read_text().encode())
+
+
+def _as(url: sa.URL, role: str) -> str:
+    return url.set(username=role).render_as_string(hide_password=False)
+
+
+@pytest.mark.postgresql_only
+class TestLeastPrivilege:
+    """Owner migrates, the job works but cannot rewrite the audit trail, the reader reads."""
+
+    def test_roles(self, database_url: str) -> None:
+        """Apply, migrate as owner, apply again, then try each role's rights."""
+        url = sa.make_url(database_url)
+        _apply_roles(url)
+        owner = Database(_as(url, "recycler_owner"))
+        upgrade(owner)
+        owner.dispose()
+        _apply_roles(url)  # again after the upgrade: grants on the new tables
+
+        job = World.create(_as(url, "recycler_job"))
+        try:
+            day = date(2026, 11, 20)
+            msisdn = job.add_number(day - timedelta(days=83))
+            job.fresh_feed(day)
+            report = job.run(day)
+            assert report.warnings_queued == {7: 1}
+            assert job.events_of(msisdn) == ["warning.queued"]
+            with job.database.engine.connect() as connection:
+                schema = connection.exec_driver_sql("SELECT current_schema()").scalar()
+                assert schema == "recycler"
+                for statement in (
+                    "UPDATE audit_events SET reason = 'rewritten'",
+                    "DELETE FROM audit_events",
+                    "TRUNCATE audit_events",
+                    "DELETE FROM alembic_version",
+                ):
+                    with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+                        connection.exec_driver_sql(statement)
+                    connection.rollback()
+        finally:
+            job.close()
+
+        reader = Database(_as(url, "recycler_reader"))
+        try:
+            with reader.engine.connect() as connection:
+                count = connection.exec_driver_sql("SELECT count(*) FROM numbers").scalar()
+                assert count == 1
+                with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+                    connection.exec_driver_sql("UPDATE numbers SET on_hold = true")
+        finally:
+            reader.dispose()

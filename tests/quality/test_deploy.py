@@ -1,0 +1,91 @@
+"""The deployment files are checked by the tools that will read them."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+KUBERNETES_VERSION = "1.30.0"
+
+
+class TestSystemd:
+    """The units pass `systemd-analyze verify` without a single warning."""
+
+    def test_units_verify(self, tmp_path: Path) -> None:
+        """The daemon and the templated one-shot (instantiated for one date)."""
+        analyze = shutil.which("systemd-analyze")
+        if analyze is None:
+            pytest.fail("systemd-analyze is needed to check deploy/systemd (apt install systemd)")
+        # verify insists that ExecStart exists: point it at this environment's recycler.
+        recycler = str(Path(sys.executable).with_name("recycler"))
+        for unit in (DEPLOY / "systemd").glob("*.service"):
+            text = unit.read_text().replace("/opt/recycler/venv/bin/recycler", recycler)
+            (tmp_path / unit.name).write_text(text)
+        result = subprocess.run(
+            [analyze, "verify", "recycler.service", "recycler-run@2026-11-20.service"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == "", result.stderr
+
+    def test_hardening_and_restart(self) -> None:
+        """The daemon restarts on failure, reads secrets from an env file, and is confined."""
+        text = (DEPLOY / "systemd" / "recycler.service").read_text()
+        for line in (
+            "Restart=on-failure",
+            "EnvironmentFile=/etc/recycler/recycler.env",
+            "NoNewPrivileges=yes",
+            "ProtectSystem=strict",
+            "CapabilityBoundingSet=",
+        ):
+            assert line in text.splitlines(), line
+
+    def test_rerun_unit_takes_the_date_from_the_instance(self) -> None:
+        """recycler-run@2026-11-20.service runs `recycler run --date 2026-11-20`."""
+        text = (DEPLOY / "systemd" / "recycler-run@.service").read_text()
+        assert "ExecStart=/opt/recycler/venv/bin/recycler run --date %i --wait 3600" in text
+        assert "Type=oneshot" in text
+
+
+def _documents(name: str) -> list[dict[str, object]]:
+    with (DEPLOY / "kubernetes" / name).open() as handle:
+        return [document for document in yaml.safe_load_all(handle) if document]
+
+
+class TestKubernetes:
+    """The manifests validate against the Kubernetes schemas, strictly (no unknown fields)."""
+
+    @pytest.mark.parametrize("name", ["daemon.yaml", "cronjob.yaml"])
+    def test_schema(self, name: str) -> None:
+        """Every document is a valid resource of its kind."""
+        documents = _documents(name)
+        assert documents
+        for document in documents:
+            kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+
+    def test_cronjob_never_overlaps(self) -> None:
+        """concurrencyPolicy Forbid, in the operator's time zone, with the secret referenced."""
+        (cronjob,) = [doc for doc in _documents("cronjob.yaml") if doc["kind"] == "CronJob"]
+        spec = cronjob["spec"]
+        assert isinstance(spec, dict)
+        assert spec["concurrencyPolicy"] == "Forbid"
+        assert spec["timeZone"] == "Asia/Phnom_Penh"
+        assert "recycler-secrets" in yaml.safe_dump(cronjob)
+
+    def test_daemon_secrets_come_from_a_secret(self) -> None:
+        """The auth token is a secretKeyRef, never a literal."""
+        (deployment,) = [doc for doc in _documents("daemon.yaml") if doc["kind"] == "Deployment"]
+        text = yaml.safe_dump(deployment)
+        assert "twilio-auth-token" in text
+        assert "secretKeyRef" in text
