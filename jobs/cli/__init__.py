@@ -13,6 +13,14 @@ from jobs.cli.data import import_group, seed_command
 from jobs.cli.db import db_group
 from jobs.cli.looking import number_command, status_command
 from jobs.cli.nightly import run_command
+from jobs.cli.safeguards import (
+    hold_command,
+    pool_group,
+    reassigned_command,
+    reinstate_command,
+    release_command,
+    transfer_command,
+)
 from jobs.cli.sending import send_command
 
 __all__ = ["cli", "main"]
@@ -40,6 +48,12 @@ cli.add_command(seed_command)
 cli.add_command(run_command)
 cli.add_command(send_command)
 cli.add_command(daemon_command)
+cli.add_command(hold_command)
+cli.add_command(release_command)
+cli.add_command(transfer_command)
+cli.add_command(reinstate_command)
+cli.add_command(pool_group)
+cli.add_command(reassigned_command)
 cli.add_command(status_command)
 cli.add_command(number_command)
 

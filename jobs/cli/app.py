@@ -39,7 +39,10 @@ class App:
 
     config_path: Path | None
     clock: Clock = field(default_factory=SystemClock)
-    console: Console = field(default_factory=lambda: Console(highlight=False, soft_wrap=True))
+    # Piped into a file or a pager, tables get room to breathe instead of rich's 80 columns.
+    console: Console = field(
+        default_factory=lambda: Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+    )
 
     @cached_property
     def settings(self) -> Settings:

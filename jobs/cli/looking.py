@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import click
 from rich.table import Table
@@ -91,6 +93,7 @@ def _print_number(app: App, view: NumberView) -> None:
     facts.add_row("days left", "-" if view.days_left is None else str(view.days_left))
     facts.add_row("cycle", str(view.cycle))
     app.console.print(facts)
+    zone = app.settings.zone
     _print_rows(
         app,
         "Warnings",
@@ -103,15 +106,25 @@ def _print_number(app: App, view: NumberView) -> None:
     _print_rows(
         app,
         "Owners",
-        view.ownerships,
-        ("owner_id", "started_at", "start_cause", "ended_at", "end_cause"),
+        [_local_times(row, zone, ("started_at", "ended_at")) for row in view.ownerships],
+        ("owner_id", "started_at", "start_cause", "ended_at", "end_cause", "reason"),
     )
     _print_rows(
         app,
-        "History",
-        view.events,
-        ("occurred_at", "event_type", "actor", "stage", "validity_end_after", "reason"),
+        f"History ({app.settings.timezone})",
+        [_local_times(row, zone, ("occurred_at",)) for row in view.events],
+        ("occurred_at", "event_type", "actor", "owner_id", "stage", "reason"),
     )
+
+
+def _local_times(row: dict[str, Any], zone: ZoneInfo, keys: tuple[str, ...]) -> dict[str, Any]:
+    """Moments as the operator reads them: local, to the minute."""
+    shown = dict(row)
+    for key in keys:
+        if shown.get(key):
+            moment = datetime.fromisoformat(shown[key]).astimezone(zone)
+            shown[key] = moment.strftime("%Y-%m-%d %H:%M")
+    return shown
 
 
 def _print_rows(app: App, title: str, rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:

@@ -18,6 +18,7 @@ __all__ = [
     "WARNING_STATES",
     "UtcDateTime",
     "audit_events",
+    "holds",
     "imports",
     "metadata",
     "numbers",
@@ -174,9 +175,17 @@ ownerships = sa.Table(
     sa.Column("final_validity_end", sa.Date),
     sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id")),
     sa.Column("reason", sa.Text),
+    # A transfer names the consent of both the owner who gives the number and the one who gets it.
+    sa.Column("consent_current", sa.String(128)),
+    sa.Column("consent_new", sa.String(128)),
     sa.CheckConstraint(
         "start_cause IN ('import', 'seed', 'sale', 'transfer', 'reinstatement')",
         name="start_cause",
+    ),
+    sa.CheckConstraint(
+        "start_cause <> 'transfer' OR (consent_current IS NOT NULL AND consent_new IS NOT NULL"
+        " AND length(trim(consent_current)) > 0 AND length(trim(consent_new)) > 0)",
+        name="transfer_has_both_consents",
     ),
     sa.CheckConstraint(
         "end_cause IS NULL OR end_cause IN ('recycle', 'transfer', 'reinstatement')",
@@ -191,6 +200,8 @@ sa.Index(
     postgresql_where=ownerships.c.ended_at.is_(None),
 )
 sa.Index(None, ownerships.c.msisdn, ownerships.c.started_at)
+# The monthly export of disconnected numbers reads ownerships by the day they ended.
+sa.Index(None, ownerships.c.ended_at)
 
 topups = sa.Table(
     "topups",
@@ -283,6 +294,26 @@ sa.Index(
     unique=True,
     sqlite_where=resale_pool.c.left_at.is_(None),
     postgresql_where=resale_pool.c.left_at.is_(None),
+)
+
+holds = sa.Table(
+    "holds",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("msisdn", MSISDN, sa.ForeignKey("numbers.msisdn"), nullable=False),
+    sa.Column("placed_at", UtcDateTime, nullable=False),
+    sa.Column("placed_by", ACTOR, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("released_at", UtcDateTime),
+    sa.Column("released_by", ACTOR),
+    sa.Column("release_reason", sa.Text),
+)
+sa.Index(
+    "ix_holds_open_msisdn",
+    holds.c.msisdn,
+    unique=True,
+    sqlite_where=holds.c.released_at.is_(None),
+    postgresql_where=holds.c.released_at.is_(None),
 )
 
 audit_events = sa.Table(

@@ -1,0 +1,305 @@
+"""``recycler hold / release / transfer / reinstate / pool / reassigned``: the safeguards."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Iterable
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from jobs.cli.app import App, configure, emit_json, pass_app
+from jobs.clock import local_date
+from jobs.errors import InputRefused
+from jobs.safeguards.ownership import Change, Operator, hold, reinstate, release, sell, transfer
+from jobs.safeguards.pool import POOL_COLUMNS, Which, pool_entries
+from jobs.safeguards.reassigned import disconnections, reassigned
+
+_DATE = click.DateTime(formats=["%Y-%m-%d"])
+_REASON = click.option("--reason", required=True, help="Why (recorded with the change).")
+_ACTOR = click.option(
+    "--actor", help="Who acts (recorded with the change); default: the operating-system user."
+)
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+
+
+def _operator(app: App, actor: str | None, reason: str) -> Operator:
+    return Operator(actor=actor or app.actor, reason=reason)
+
+
+def _report(change: Change, as_json: bool) -> None:
+    if as_json:
+        emit_json(change.to_json())
+    else:
+        click.echo(change.summary)
+
+
+@click.command("hold")
+@click.argument("msisdn")
+@_REASON
+@_ACTOR
+@_JSON
+@pass_app
+def hold_command(app: App, msisdn: str, reason: str, actor: str | None, as_json: bool) -> None:
+    """Put a number on hold: no warnings, no recycle, no sale, no transfer until released."""
+    configure(app)
+    _report(
+        hold(app.database(), app.settings, app.clock, msisdn, _operator(app, actor, reason)),
+        as_json,
+    )
+
+
+@click.command("release")
+@click.argument("msisdn")
+@_REASON
+@_ACTOR
+@_JSON
+@pass_app
+def release_command(app: App, msisdn: str, reason: str, actor: str | None, as_json: bool) -> None:
+    """Lift a hold; the number's warnings start over."""
+    configure(app)
+    _report(
+        release(app.database(), app.settings, app.clock, msisdn, _operator(app, actor, reason)),
+        as_json,
+    )
+
+
+@click.command("transfer")
+@click.argument("msisdn")
+@click.option("--to", "to_owner", required=True, help="The new owner's id.")
+@click.option("--consent-current", required=True, help="Reference of the current owner's consent.")
+@click.option("--consent-new", required=True, help="Reference of the new owner's consent.")
+@click.option("--language", type=click.Choice(["km", "en"]), help="The new owner's language.")
+@click.option("--reason", default="transfer between owners", show_default=True, help="Why.")
+@_ACTOR
+@_JSON
+@pass_app
+def transfer_command(
+    app: App,
+    msisdn: str,
+    to_owner: str,
+    consent_current: str,
+    consent_new: str,
+    language: str | None,
+    reason: str,
+    actor: str | None,
+    as_json: bool,
+) -> None:
+    """Give an active or in-grace number to a new owner, with both owners' consent on record."""
+    configure(app)
+    change = transfer(
+        app.database(),
+        app.settings,
+        app.clock,
+        msisdn,
+        _operator(app, actor, reason),
+        to_owner=to_owner,
+        consent_current=consent_current,
+        consent_new=consent_new,
+        language=language,
+    )
+    _report(change, as_json)
+
+
+@click.command("reinstate")
+@click.argument("msisdn")
+@_REASON
+@click.option(
+    "--validity-end", type=_DATE, help="The validity end to give back (default: the old one)."
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Also take the number back from an owner it was sold or transferred to.",
+)
+@_ACTOR
+@_JSON
+@pass_app
+def reinstate_command(
+    app: App,
+    msisdn: str,
+    reason: str,
+    validity_end: datetime | None,
+    force: bool,
+    actor: str | None,
+    as_json: bool,
+) -> None:
+    """Give a recycled number back to its previous owner (out of the pool, warnings re-armed).
+
+    A number already sold (or transferred) goes back only with --force: the current owner's
+    ownership then ends, recorded with the reason.
+    """
+    configure(app)
+    change = reinstate(
+        app.database(),
+        app.settings,
+        app.clock,
+        msisdn,
+        _operator(app, actor, reason),
+        validity_end=validity_end.date() if validity_end else None,
+        force=force,
+    )
+    _report(change, as_json)
+
+
+@click.group("pool")
+def pool_group() -> None:
+    """The resale pool: list it, sell from it."""
+
+
+@pool_group.command("list")
+@click.option("--available", "which", flag_value="available", help="Only numbers for sale now.")
+@click.option("--quarantined", "which", flag_value="quarantined", help="Only those not yet.")
+@click.option(
+    "--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Write CSV here."
+)
+@_JSON
+@pass_app
+def pool_list_command(app: App, which: str | None, csv_path: Path | None, as_json: bool) -> None:
+    """The numbers in the pool, oldest first."""
+    configure(app)
+    chosen: Which = (
+        "available"
+        if which == "available"
+        else ("quarantined" if which == "quarantined" else "all")
+    )
+    today = local_date(app.clock.now(), app.settings.zone)
+    entries = pool_entries(app.database(), today, chosen)
+    if csv_path is not None:
+        count = _write_csv(csv_path, entries, list(POOL_COLUMNS))
+        click.echo(f"{count} numbers written to {csv_path}", err=as_json)
+    elif as_json:
+        _stream_json(entries)
+    else:
+        table = Table(title=f"Resale pool on {today.isoformat()}", title_justify="left")
+        for heading in ("number", "state", "entered", "available from", "previous owner"):
+            table.add_column(heading)
+        for entry in entries:
+            table.add_row(
+                entry["msisdn"],
+                entry["state"],
+                entry["entered_on"],
+                entry["available_from"],
+                entry["previous_owner"],
+            )
+        app.console.print(table)
+
+
+@pool_group.command("sell")
+@click.argument("msisdn")
+@click.option("--owner", required=True, help="The buyer's owner id.")
+@click.option("--language", type=click.Choice(["km", "en"]), default="km", show_default=True)
+@click.option("--validity-end", type=_DATE, required=True, help="The new owner's validity end.")
+@click.option("--reason", default="sale from the resale pool", show_default=True, help="Why.")
+@_ACTOR
+@_JSON
+@pass_app
+def pool_sell_command(
+    app: App,
+    msisdn: str,
+    owner: str,
+    language: str,
+    validity_end: datetime,
+    reason: str,
+    actor: str | None,
+    as_json: bool,
+) -> None:
+    """Sell an available number (past quarantine, not held) to a new owner."""
+    configure(app)
+    change = sell(
+        app.database(),
+        app.settings,
+        app.clock,
+        msisdn,
+        _operator(app, actor, reason),
+        owner=owner,
+        language=language,
+        validity_end=validity_end.date(),
+    )
+    _report(change, as_json)
+
+
+@click.command("reassigned")
+@click.argument("msisdn")
+@click.option("--since", type=_DATE, help="The date to ask about (YYYY-MM-DD).")
+@click.option("--month", help="With `export`: the month, YYYY-MM.")
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With `export`: where to write.",
+)
+@_JSON
+@pass_app
+def reassigned_command(
+    app: App,
+    msisdn: str,
+    since: datetime | None,
+    month: str | None,
+    csv_path: Path | None,
+    as_json: bool,
+) -> None:
+    """Has MSISDN changed owner since a date? Answers yes, no, or unknown (no records that far
+    back), for a bank to check before it texts a one-time code.
+
+    \b
+    recycler reassigned 012345678 --since 2026-01-15
+    recycler reassigned export --month 2026-10 --csv disconnected-2026-10.csv
+    """
+    configure(app)
+    if msisdn == "export":
+        _export(app, month, csv_path)
+        return
+    if since is None:
+        raise InputRefused("give the date to ask about: --since YYYY-MM-DD")
+    answer = reassigned(app.database(), app.settings, msisdn, since.date())
+    if as_json:
+        emit_json(answer.to_json())
+        return
+    detail = {
+        "yes": f"its owner changed on {answer.changed_on}",
+        "no": f"same owner since at least {answer.records_from}",
+        "unknown": (
+            f"recycler's records of it begin on {answer.records_from}"
+            if answer.records_from
+            else "recycler has no record of it"
+        ),
+    }[answer.answer]
+    click.echo(f"{answer.answer}: {answer.msisdn} since {answer.since.isoformat()}: {detail}")
+
+
+def _export(app: App, month: str | None, csv_path: Path | None) -> None:
+    if month is None or csv_path is None:
+        raise InputRefused("export needs --month YYYY-MM and --csv PATH")
+    try:
+        year, number = (int(part) for part in month.split("-"))
+        date(year, number, 1)
+    except ValueError:
+        raise InputRefused(f"--month {month!r} is not a month (YYYY-MM)") from None
+    rows = disconnections(app.database(), app.settings, year, number)
+    count = _write_csv(csv_path, rows, ["msisdn", "disconnected_on", "cause"])
+    click.echo(f"{count} numbers disconnected in {month}, written to {csv_path}")
+
+
+def _write_csv(path: Path, rows: Iterable[dict[str, Any]], fieldnames: list[str]) -> int:
+    count = 0
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fieldnames)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(row)
+            count += 1
+    return count
+
+
+def _stream_json(rows: Iterable[dict[str, Any]]) -> None:
+    out = sys.stdout
+    out.write("[")
+    for index, row in enumerate(rows):
+        out.write(("," if index else "") + "\n  " + json.dumps(row))
+    out.write("\n]\n")

@@ -1,0 +1,2 @@
+"""The ownership safeguards: holds, the resale pool, transfers, reinstatements, and the
+reassigned-number check."""

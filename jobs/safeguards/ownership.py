@@ -1,0 +1,474 @@
+"""The safeguards from the seed: hold and release, sale from the pool, consent-guarded transfer,
+and reinstatement. These are the only ways a number changes owner, besides the nightly recycle.
+
+Each operation is one transaction that locks the number, checks every rule, and refuses with a
+sentence (exit 2) before it changes anything. Each writes its ownership records first and changes
+the owner last, as the database's own guards require, and leaves an audit event with the actor and
+the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from jobs.clock import Clock, local_date
+from jobs.database.engine import Database
+from jobs.database.schema import (
+    WARNING_OPEN_STATES,
+    audit_events,
+    holds,
+    numbers,
+    ownerships,
+    resale_pool,
+    warnings,
+)
+from jobs.errors import InputRefused, NumberNotFound
+from jobs.phone import InvalidNumber, normalise
+from jobs.settings import Settings
+
+__all__ = ["Change", "Operator", "hold", "reinstate", "release", "sell", "transfer"]
+
+LANGUAGES = ("km", "en")
+
+
+@dataclass(frozen=True)
+class Operator:
+    """Who acts, and why: every safeguard records both."""
+
+    actor: str
+    reason: str
+
+    def __post_init__(self) -> None:
+        if not self.reason.strip():
+            raise InputRefused("a reason is required, and it may not be blank")
+        if not self.actor.strip():
+            raise InputRefused("an actor is required, and it may not be blank")
+
+
+@dataclass(frozen=True)
+class Change:
+    """What an operation did, for people and for --json."""
+
+    msisdn: str
+    action: str
+    summary: str
+    owner_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The machine-readable result."""
+        return {
+            "msisdn": self.msisdn,
+            "action": self.action,
+            "owner_id": self.owner_id,
+            "summary": self.summary,
+        }
+
+
+class _Session:
+    """One safeguard operation on one number, inside one transaction."""
+
+    def __init__(self, connection: Connection, settings: Settings, clock: Clock) -> None:
+        self.connection = connection
+        self.now = clock.now()
+        self.today = local_date(self.now, settings.zone)
+
+    def number(self, text: str, region: str) -> sa.Row[Any]:
+        try:
+            msisdn = normalise(text, region)
+        except InvalidNumber as error:
+            raise InputRefused(f"{error} (give it as +85512345678 or 012345678)") from None
+        row = self.connection.execute(
+            sa.select(numbers).where(numbers.c.msisdn == msisdn).with_for_update()
+        ).first()
+        if row is None:
+            raise NumberNotFound(f"recycler knows no number {msisdn}")
+        return row
+
+    def open_ownership(self, msisdn: str) -> sa.Row[Any] | None:
+        return self.connection.execute(
+            sa.select(ownerships).where(
+                ownerships.c.msisdn == msisdn, ownerships.c.ended_at.is_(None)
+            )
+        ).first()
+
+    def pool_entry(self, msisdn: str) -> sa.Row[Any] | None:
+        return self.connection.execute(
+            sa.select(resale_pool).where(
+                resale_pool.c.msisdn == msisdn, resale_pool.c.left_at.is_(None)
+            )
+        ).first()
+
+    def end_ownership(self, ownership_id: int, cause: str, actor: str, reason: str) -> None:
+        self.connection.execute(
+            sa.update(ownerships)
+            .where(ownerships.c.id == ownership_id)
+            .values(
+                ended_at=self.now,
+                ended_on=self.today,
+                end_cause=cause,
+                ended_by=actor,
+                reason=reason,
+                final_validity_end=sa.select(numbers.c.validity_end)
+                .where(numbers.c.msisdn == ownerships.c.msisdn)
+                .scalar_subquery(),
+            )
+        )
+
+    def start_ownership(
+        self, msisdn: str, owner: str, language: str, cause: str, **extra: Any
+    ) -> int:
+        return int(
+            self.connection.execute(
+                ownerships.insert()
+                .values(
+                    msisdn=msisdn,
+                    owner_id=owner,
+                    language=language,
+                    started_at=self.now,
+                    started_on=self.today,
+                    start_cause=cause,
+                    **extra,
+                )
+                .returning(ownerships.c.id)
+            ).scalar_one()
+        )
+
+    def new_cycle(self, msisdn: str, reason: str, **values: Any) -> None:
+        """End the number's current cycle: its unsent warnings will never go out."""
+        self.connection.execute(
+            sa.update(warnings)
+            .where(
+                warnings.c.msisdn == msisdn,
+                warnings.c.state.in_(WARNING_OPEN_STATES),
+                warnings.c.cycle
+                == sa.select(numbers.c.cycle).where(numbers.c.msisdn == msisdn).scalar_subquery(),
+            )
+            .values(state="cancelled", cancel_reason=reason, lease_expires_at=None)
+        )
+        self.connection.execute(
+            sa.update(numbers)
+            .where(numbers.c.msisdn == msisdn)
+            .values(cycle=numbers.c.cycle + 1, updated_at=self.now, **values)
+        )
+
+    def audit(self, msisdn: str, event_type: str, operator: Operator, **fields: Any) -> None:
+        self.connection.execute(
+            audit_events.insert().values(
+                occurred_at=self.now,
+                event_type=event_type,
+                msisdn=msisdn,
+                actor=operator.actor,
+                reason=operator.reason,
+                **fields,
+            )
+        )
+
+
+@contextmanager
+def _operate(database: Database, settings: Settings, clock: Clock) -> Iterator[_Session]:
+    """A write transaction and a session on it."""
+    with database.write() as connection:
+        yield _Session(connection, settings, clock)
+
+
+def hold(
+    database: Database, settings: Settings, clock: Clock, text: str, operator: Operator
+) -> Change:
+    """Stop everything for a number: no warning, no recycle, no sale, no transfer."""
+    with _operate(database, settings, clock) as session:
+        number = session.number(text, settings.default_region)
+        if number.on_hold:
+            placed = session.connection.execute(
+                sa.select(holds).where(
+                    holds.c.msisdn == number.msisdn, holds.c.released_at.is_(None)
+                )
+            ).first()
+            since = (
+                f" since {placed.placed_at:%Y-%m-%d %H:%M} UTC by {placed.placed_by}"
+                if placed
+                else ""
+            )
+            raise InputRefused(f"{number.msisdn} is already on hold{since}")
+        session.connection.execute(
+            holds.insert().values(
+                msisdn=number.msisdn,
+                placed_at=session.now,
+                placed_by=operator.actor,
+                reason=operator.reason,
+            )
+        )
+        session.new_cycle(number.msisdn, "held", on_hold=True)
+        session.audit(number.msisdn, "hold.placed", operator, owner_id=number.owner_id)
+    return Change(number.msisdn, "hold", f"{number.msisdn} is on hold", number.owner_id)
+
+
+def release(
+    database: Database, settings: Settings, clock: Clock, text: str, operator: Operator
+) -> Change:
+    """Lift a hold; the number's warnings start over with a new cycle."""
+    with _operate(database, settings, clock) as session:
+        number = session.number(text, settings.default_region)
+        if not number.on_hold:
+            raise InputRefused(f"{number.msisdn} is not on hold")
+        session.connection.execute(
+            sa.update(holds)
+            .where(holds.c.msisdn == number.msisdn, holds.c.released_at.is_(None))
+            .values(
+                released_at=session.now,
+                released_by=operator.actor,
+                release_reason=operator.reason,
+            )
+        )
+        session.new_cycle(number.msisdn, "released", on_hold=False)
+        session.audit(number.msisdn, "hold.released", operator, owner_id=number.owner_id)
+    return Change(
+        number.msisdn, "release", f"{number.msisdn} is no longer on hold", number.owner_id
+    )
+
+
+def sell(
+    database: Database,
+    settings: Settings,
+    clock: Clock,
+    text: str,
+    operator: Operator,
+    *,
+    owner: str,
+    language: str,
+    validity_end: date,
+) -> Change:
+    """Sell an available number from the pool to a new owner."""
+    owner = owner.strip()
+    if not owner:
+        raise InputRefused("the new owner may not be blank")
+    if language not in LANGUAGES:
+        raise InputRefused(f"unknown language {language!r} (expected km or en)")
+    with _operate(database, settings, clock) as session:
+        number = session.number(text, settings.default_region)
+        entry = session.pool_entry(number.msisdn)
+        if entry is None:
+            raise InputRefused(
+                f"{number.msisdn} is not in the resale pool (it belongs to {number.owner_id}); "
+                "only a transfer with both consents can give it to someone else"
+            )
+        if number.on_hold:
+            raise InputRefused(f"{number.msisdn} is on hold: it cannot be sold until released")
+        if entry.available_from > session.today:
+            raise InputRefused(
+                f"{number.msisdn} is in quarantine until {entry.available_from.isoformat()}"
+            )
+        if validity_end < session.today:
+            raise InputRefused(
+                f"--validity-end {validity_end.isoformat()} is already past: a sale starts the "
+                "new owner with valid credit"
+            )
+        ownership_id = session.start_ownership(
+            number.msisdn,
+            owner,
+            language,
+            "sale",
+            started_by=operator.actor,
+            reason=operator.reason,
+        )
+        session.connection.execute(
+            sa.update(resale_pool)
+            .where(resale_pool.c.id == entry.id)
+            .values(
+                left_at=session.now,
+                left_on=session.today,
+                left_cause="sold",
+                new_ownership_id=ownership_id,
+            )
+        )
+        session.new_cycle(
+            number.msisdn,
+            "sold",
+            owner_id=owner,
+            language=language,
+            validity_end=validity_end,
+            recycled_by_run_id=None,
+        )
+        session.audit(
+            number.msisdn,
+            "ownership.sold",
+            operator,
+            owner_id=owner,
+            validity_end_after=validity_end,
+        )
+    return Change(number.msisdn, "sale", f"{number.msisdn} sold to {owner}", owner)
+
+
+def transfer(
+    database: Database,
+    settings: Settings,
+    clock: Clock,
+    text: str,
+    operator: Operator,
+    *,
+    to_owner: str,
+    consent_current: str,
+    consent_new: str,
+    language: str | None = None,
+) -> Change:
+    """Give an owned number to a new owner, with both owners' consent on record."""
+    to_owner = to_owner.strip()
+    if not to_owner:
+        raise InputRefused("the new owner may not be blank")
+    if not consent_current.strip() or not consent_new.strip():
+        raise InputRefused(
+            "a transfer needs the consent of both owners: give --consent-current and "
+            "--consent-new, neither blank"
+        )
+    if language is not None and language not in LANGUAGES:
+        raise InputRefused(f"unknown language {language!r} (expected km or en)")
+    with _operate(database, settings, clock) as session:
+        number = session.number(text, settings.default_region)
+        if number.owner_id is None:
+            raise InputRefused(
+                f"{number.msisdn} is in the resale pool: sell it with `recycler pool sell`"
+            )
+        if number.on_hold:
+            raise InputRefused(
+                f"{number.msisdn} is on hold: it cannot be transferred until released"
+            )
+        if number.owner_id == to_owner:
+            raise InputRefused(f"{number.msisdn} already belongs to {to_owner}")
+        current = session.open_ownership(number.msisdn)
+        assert current is not None, "an owned number always has an open ownership"
+        session.end_ownership(current.id, "transfer", operator.actor, operator.reason)
+        session.start_ownership(
+            number.msisdn,
+            to_owner,
+            language or number.language,
+            "transfer",
+            started_by=operator.actor,
+            reason=operator.reason,
+            consent_current=consent_current.strip(),
+            consent_new=consent_new.strip(),
+        )
+        session.new_cycle(
+            number.msisdn, "transferred", owner_id=to_owner, language=language or number.language
+        )
+        session.audit(
+            number.msisdn,
+            "ownership.transferred",
+            operator,
+            owner_id=to_owner,
+            details={
+                "from_owner": number.owner_id,
+                "consent_current": consent_current.strip(),
+                "consent_new": consent_new.strip(),
+            },
+        )
+    return Change(number.msisdn, "transfer", f"{number.msisdn} transferred to {to_owner}", to_owner)
+
+
+def reinstate(
+    database: Database,
+    settings: Settings,
+    clock: Clock,
+    text: str,
+    operator: Operator,
+    *,
+    validity_end: date | None = None,
+    force: bool = False,
+) -> Change:
+    """Give a number back to the owner it was taken from: out of the pool, or, with force, from
+    the owner it was sold or transferred to."""
+    with _operate(database, settings, clock) as session:
+        number = session.number(text, settings.default_region)
+        entry = session.pool_entry(number.msisdn)
+        if entry is not None:
+            previous = session.connection.execute(
+                sa.select(ownerships).where(ownerships.c.id == entry.previous_ownership_id)
+            ).one()
+        else:
+            previous, current = _taken_from(session, number, force)
+            session.end_ownership(current.id, "reinstatement", operator.actor, operator.reason)
+        new_end = validity_end or previous.final_validity_end
+        ownership_id = session.start_ownership(
+            number.msisdn,
+            previous.owner_id,
+            previous.language,
+            "reinstatement",
+            started_by=operator.actor,
+            reason=operator.reason,
+        )
+        if entry is not None:
+            session.connection.execute(
+                sa.update(resale_pool)
+                .where(resale_pool.c.id == entry.id)
+                .values(
+                    left_at=session.now,
+                    left_on=session.today,
+                    left_cause="reinstated",
+                    new_ownership_id=ownership_id,
+                )
+            )
+        session.new_cycle(
+            number.msisdn,
+            "reinstated",
+            owner_id=previous.owner_id,
+            language=previous.language,
+            validity_end=new_end,
+            recycled_by_run_id=None,
+        )
+        session.audit(
+            number.msisdn,
+            "ownership.reinstated",
+            operator,
+            owner_id=previous.owner_id,
+            validity_end_after=new_end,
+            details={"from_owner": number.owner_id, "forced": number.owner_id is not None},
+        )
+    return Change(
+        number.msisdn,
+        "reinstatement",
+        f"{number.msisdn} is back with {previous.owner_id} (validity end {new_end.isoformat()})",
+        previous.owner_id,
+    )
+
+
+def _taken_from(
+    session: _Session, number: sa.Row[Any], force: bool
+) -> tuple[sa.Row[Any], sa.Row[Any]]:
+    """For an owned number: the ownership its current owner's sale or transfer ended, and the
+    current one."""
+    if number.owner_id is None:
+        raise InputRefused(f"{number.msisdn} is neither in the pool nor owned")
+    current = session.open_ownership(number.msisdn)
+    assert current is not None
+    if current.start_cause not in ("sale", "transfer"):
+        raise InputRefused(
+            f"nothing to reinstate: {number.msisdn} has been with {number.owner_id} since "
+            f"{current.started_on.isoformat()} ({current.start_cause})"
+        )
+    taken_by = "sold" if current.start_cause == "sale" else "transferred"
+    if not force:
+        raise InputRefused(
+            f"{number.msisdn} was {taken_by} to {number.owner_id} on "
+            f"{current.started_on.isoformat()}; reinstating takes it from them: add --force"
+        )
+    # Before a sale, the owner the preceding recycle took the number from; before a transfer,
+    # the owner who gave it.
+    ended_by = "recycle" if current.start_cause == "sale" else "transfer"
+    before = session.connection.execute(
+        sa.select(ownerships)
+        .where(
+            ownerships.c.msisdn == number.msisdn,
+            ownerships.c.end_cause == ended_by,
+            ownerships.c.id < current.id,
+        )
+        .order_by(ownerships.c.id.desc())
+        .limit(1)
+    ).first()
+    if before is None:
+        raise InputRefused(f"recycler has no record of who had {number.msisdn} before")
+    return before, current

@@ -1,0 +1,196 @@
+"""Random histories of top-ups, nightly runs, sends, holds, sales, transfers and reinstatements:
+whatever happens, no number is recycled early, no owner changes without a permitted cause and an
+audit event, and the reassigned check tells the truth."""
+
+from __future__ import annotations
+
+import random
+from datetime import date, timedelta
+
+import sqlalchemy as sa
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from jobs.database.schema import audit_events, numbers, ownerships, runs
+from jobs.errors import InputRefused
+from jobs.safeguards.ownership import Operator, hold, reinstate, release, sell, transfer
+from jobs.safeguards.reassigned import reassigned
+from jobs.sending.dispatcher import Dispatcher
+from notifier.testing import InMemoryGateway
+from tests.support.world import World, as_of_noon
+
+START = date(2026, 3, 1)
+NUMBERS = 3
+OPERATOR = Operator(actor="property-test", reason="random history")
+
+actions = st.lists(
+    st.one_of(
+        # Nights come often, so that notice is given and histories reach recycling.
+        st.tuples(st.just("run"), st.integers(1, 15)),
+        st.tuples(st.just("run"), st.integers(1, 15)),
+        st.tuples(st.just("run"), st.integers(1, 15)),
+        st.tuples(st.just("run"), st.integers(1, 15)),
+        st.tuples(st.just("send"), st.just(0)),
+        st.tuples(st.just("topup"), st.integers(0, NUMBERS - 1)),
+        st.tuples(st.just("hold"), st.integers(0, NUMBERS - 1)),
+        st.tuples(st.just("release"), st.integers(0, NUMBERS - 1)),
+        st.tuples(st.just("sell"), st.integers(0, NUMBERS - 1)),
+        st.tuples(st.just("transfer"), st.integers(0, NUMBERS - 1)),
+        st.tuples(st.just("reinstate"), st.integers(0, NUMBERS - 1)),
+        st.tuples(st.just("force"), st.integers(0, NUMBERS - 1)),
+    ),
+    min_size=6,
+    max_size=24,
+)
+
+
+class _History:
+    def __init__(self, world: World, validity_offsets: list[int]) -> None:
+        self.world = world.with_settings(send_window="00:00-24:00")
+        self.day = START
+        self.world.clock.moment = as_of_noon(START, world.settings)
+        self.msisdns = [
+            self.world.add_number(START + timedelta(days=offset), owner_id=f"owner-{index}")
+            for index, offset in enumerate(validity_offsets)
+        ]
+        self.buyers = 0
+
+    def act(self, action: str, value: int) -> None:
+        world = self.world
+        database, chosen, clock = world.database, world.settings, world.clock
+        clock.advance(timedelta(minutes=20))
+        msisdn = self.msisdns[value] if action not in ("run", "send") else ""
+        try:
+            if action == "run":
+                # A night, then the day's sending, as the daemon would do them.
+                self.day += timedelta(days=value)
+                world.fresh_feed(self.day)
+                world.run(self.day, allow_mass_recycle=True)
+                Dispatcher(database, chosen, InMemoryGateway(), clock).drain()
+            elif action == "send":
+                Dispatcher(database, chosen, InMemoryGateway(), clock).drain()
+            elif action == "topup":
+                world.import_topup(msisdn, clock.now(), self.day + timedelta(days=30))
+            elif action == "hold":
+                hold(database, chosen, clock, msisdn, OPERATOR)
+            elif action == "release":
+                release(database, chosen, clock, msisdn, OPERATOR)
+            elif action == "sell":
+                self.buyers += 1
+                sell(
+                    database,
+                    chosen,
+                    clock,
+                    msisdn,
+                    OPERATOR,
+                    owner=f"buyer-{self.buyers}",
+                    language="en",
+                    validity_end=self.today() + timedelta(days=20),
+                )
+            elif action == "transfer":
+                self.buyers += 1
+                transfer(
+                    database,
+                    chosen,
+                    clock,
+                    msisdn,
+                    OPERATOR,
+                    to_owner=f"buyer-{self.buyers}",
+                    consent_current="C1",
+                    consent_new="C2",
+                )
+            else:
+                reinstate(database, chosen, clock, msisdn, OPERATOR, force=action == "force")
+            event(f"{action} done")
+        except InputRefused:
+            event(f"{action} refused")  # refused cleanly; the invariants must hold all the same
+
+    def today(self) -> date:
+        return self.world.clock.now().astimezone(self.world.settings.zone).date()
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    # Validity ends from well past grace end to a little ahead: most histories reach recycling.
+    offsets=st.lists(st.integers(-110, 0), min_size=NUMBERS, max_size=NUMBERS),
+    steps=actions,
+    seed=st.integers(0, 1000),
+)
+def test_random_histories(
+    world: World, offsets: list[int], steps: list[tuple[str, int]], seed: int
+) -> None:
+    """The three invariants of the safeguards, after any sequence of operations."""
+    world.reset()
+    history = _History(world, offsets)
+    for action, value in steps:
+        history.act(action, value)
+    grace = timedelta(days=world.settings.grace_days)
+    with world.database.read() as connection:
+        recycles = connection.execute(
+            sa.select(ownerships.c.final_validity_end, runs.c.as_of)
+            .join(runs, runs.c.id == ownerships.c.run_id)
+            .where(ownerships.c.end_cause == "recycle")
+        ).all()
+        history_rows = connection.execute(
+            sa.select(ownerships).order_by(ownerships.c.msisdn, ownerships.c.id)
+        ).all()
+        events = connection.execute(
+            sa.select(audit_events.c.msisdn, audit_events.c.event_type, audit_events.c.owner_id)
+        ).all()
+        owners_now = dict(connection.execute(sa.select(numbers.c.msisdn, numbers.c.owner_id)).all())
+
+    event(f"recycles: {min(len(recycles), 3)}")
+    # 1. Never recycled on or before its grace end.
+    for final_validity_end, as_of in recycles:
+        assert as_of > final_validity_end + grace, (final_validity_end, as_of)
+
+    # 2. Every owner change has a permitted cause and an audit event; the owner on the number
+    #    is the one of its open ownership.
+    permitted = {
+        "sale": "ownership.sold",
+        "transfer": "ownership.transferred",
+        "reinstatement": "ownership.reinstated",
+    }
+    recorded = {(msisdn, kind, owner) for msisdn, kind, owner in events}
+    by_number: dict[str, list[object]] = {}
+    for row in history_rows:
+        by_number.setdefault(row.msisdn, []).append(row)
+        if row.start_cause == "import":
+            continue
+        assert row.start_cause in permitted, row
+        assert (row.msisdn, permitted[row.start_cause], row.owner_id) in recorded, row
+        if row.start_cause == "transfer":
+            assert row.consent_current
+            assert row.consent_new
+        if row.end_cause == "recycle":
+            assert (row.msisdn, "number.recycled", row.owner_id) in recorded
+    for msisdn, rows in by_number.items():
+        open_rows = [row for row in rows if row.ended_at is None]  # type: ignore[attr-defined]
+        assert len(open_rows) <= 1
+        expected_owner = open_rows[0].owner_id if open_rows else None  # type: ignore[attr-defined]
+        assert owners_now[msisdn] == expected_owner
+
+    # 3. reassigned agrees with the ownership history.
+    zone = world.settings.zone
+    rng = random.Random(seed)
+    for msisdn, rows in by_number.items():
+        for _ in range(4):
+            since = START + timedelta(days=rng.randint(-5, 200))
+            ends = [
+                row.ended_at.astimezone(zone).date()  # type: ignore[attr-defined]
+                for row in rows
+                if row.ended_at is not None  # type: ignore[attr-defined]
+            ]
+            first = min(row.started_at for row in rows).astimezone(zone).date()  # type: ignore[attr-defined]
+            if any(end >= since for end in ends):
+                expected = "yes"
+            elif first > since:
+                expected = "unknown"
+            else:
+                expected = "no"
+            answer = reassigned(world.database, world.settings, msisdn, since)
+            assert answer.answer == expected, (msisdn, since, rows)
