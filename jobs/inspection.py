@@ -19,9 +19,10 @@ from jobs.database.schema import (
     runs,
     warnings,
 )
-from jobs.errors import InputRefused, NumberNotFound
-from jobs.phone import InvalidNumber, normalise
+from jobs.errors import NumberNotFound
+from jobs.phone import number_from_user
 from jobs.rules import Phase, Rules, phase
+from jobs.sending.outbox import depth
 from jobs.settings import Settings
 
 __all__ = ["NumberView", "StatusView", "number_view", "status_view"]
@@ -110,15 +111,8 @@ def status_view(
                 .limit(last_runs)
             )
         ]
-        by_state = {
-            state: count
-            for state, count in connection.execute(
-                sa.select(warnings.c.state, sa.func.count()).group_by(warnings.c.state)
-            )
-        }
-        oldest = connection.execute(
-            sa.select(sa.func.min(warnings.c.queued_at)).where(warnings.c.state == "pending")
-        ).scalar()
+        outbox = depth(connection)
+        by_state, oldest = outbox.by_state, outbox.oldest_pending
         owned = numbers.c.owner_id.is_not(None)
         held = numbers.c.on_hold.is_(sa.true())
         counts = connection.execute(
@@ -264,10 +258,7 @@ def number_view(
     database: Database, settings: Settings, clock: Clock, rules: Rules, text: str
 ) -> NumberView:
     """Look one number up; refuses malformed and unknown numbers with a clear message."""
-    try:
-        msisdn = normalise(text, settings.default_region)
-    except InvalidNumber as error:
-        raise InputRefused(f"{error} (give it as +85512345678 or 012345678)") from None
+    msisdn = number_from_user(text, settings.default_region)
     today = local_date(clock.now(), settings.zone)
     with database.read() as connection:
         row = connection.execute(sa.select(numbers).where(numbers.c.msisdn == msisdn)).first()

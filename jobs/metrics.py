@@ -20,7 +20,8 @@ from prometheus_client import (
 )
 
 from jobs.database.engine import Database
-from jobs.database.schema import WARNING_STATES, runs, warnings
+from jobs.database.schema import WARNING_STATES, runs
+from jobs.sending.outbox import depth
 
 __all__ = ["Metrics"]
 
@@ -125,17 +126,10 @@ class Metrics:
                     runs.c.outcome.in_(("succeeded", "withheld")),
                 )
             ).scalar()
-            by_state: dict[str, int] = {
-                state: count
-                for state, count in connection.execute(
-                    sa.select(warnings.c.state, sa.func.count()).group_by(warnings.c.state)
-                )
-            }
-            oldest = connection.execute(
-                sa.select(sa.func.min(warnings.c.queued_at)).where(warnings.c.state == "pending")
-            ).scalar()
+            outbox = depth(connection)
         for state in WARNING_STATES:
-            self.outbox.labels(state).set(by_state.get(state, 0))
+            self.outbox.labels(state).set(outbox.by_state.get(state, 0))
+        oldest = outbox.oldest_pending
         self.oldest_pending.set((now - oldest).total_seconds() if oldest else 0)
         if last_success is not None:
             self.last_success_timestamp.set(last_success.timestamp())

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import phonenumbers
 
-__all__ = ["InvalidNumber", "display_form", "mask", "national_prefix", "normalise"]
+from jobs.errors import InputRefused
+
+__all__ = [
+    "InvalidNumber",
+    "display_form",
+    "mask",
+    "national_prefix",
+    "normalise",
+    "number_from_user",
+]
 
 
 class InvalidNumber(ValueError):
@@ -23,6 +32,14 @@ def normalise(text: str, region: str) -> str:
     if not phonenumbers.is_valid_number(parsed):
         raise InvalidNumber(f"not a valid number: {candidate!r}")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def number_from_user(text: str, region: str) -> str:
+    """A number typed on the command line, in E.164; a refusal that says how to write it."""
+    try:
+        return normalise(text, region)
+    except InvalidNumber as error:
+        raise InputRefused(f"{error} (give it as +85512345678 or 012345678)") from None
 
 
 def national_prefix(region: str) -> tuple[str, str] | None:

@@ -30,7 +30,7 @@ from jobs.database.schema import (
     warnings,
 )
 from jobs.errors import InputRefused, NumberNotFound
-from jobs.phone import InvalidNumber, normalise
+from jobs.phone import number_from_user
 from jobs.settings import Settings
 
 __all__ = ["Change", "Operator", "hold", "reinstate", "release", "sell", "transfer"]
@@ -80,10 +80,7 @@ class _Session:
         self.today = local_date(self.now, settings.zone)
 
     def number(self, text: str, region: str) -> sa.Row[Any]:
-        try:
-            msisdn = normalise(text, region)
-        except InvalidNumber as error:
-            raise InputRefused(f"{error} (give it as +85512345678 or 012345678)") from None
+        msisdn = number_from_user(text, region)
         row = self.connection.execute(
             sa.select(numbers).where(numbers.c.msisdn == msisdn).with_for_update()
         ).first()
@@ -138,6 +135,19 @@ class _Session:
                 )
                 .returning(ownerships.c.id)
             ).scalar_one()
+        )
+
+    def leave_pool(self, entry_id: int, cause: str, ownership_id: int) -> None:
+        """Close the number's pool entry: sold, or reinstated, to this ownership."""
+        self.connection.execute(
+            sa.update(resale_pool)
+            .where(resale_pool.c.id == entry_id)
+            .values(
+                left_at=self.now,
+                left_on=self.today,
+                left_cause=cause,
+                new_ownership_id=ownership_id,
+            )
         )
 
     def new_cycle(self, msisdn: str, reason: str, **values: Any) -> None:
@@ -277,16 +287,7 @@ def sell(
             started_by=operator.actor,
             reason=operator.reason,
         )
-        session.connection.execute(
-            sa.update(resale_pool)
-            .where(resale_pool.c.id == entry.id)
-            .values(
-                left_at=session.now,
-                left_on=session.today,
-                left_cause="sold",
-                new_ownership_id=ownership_id,
-            )
-        )
+        session.leave_pool(entry.id, "sold", ownership_id)
         session.new_cycle(
             number.msisdn,
             "sold",
@@ -402,16 +403,7 @@ def reinstate(
             reason=operator.reason,
         )
         if entry is not None:
-            session.connection.execute(
-                sa.update(resale_pool)
-                .where(resale_pool.c.id == entry.id)
-                .values(
-                    left_at=session.now,
-                    left_on=session.today,
-                    left_cause="reinstated",
-                    new_ownership_id=ownership_id,
-                )
-            )
+            session.leave_pool(entry.id, "reinstated", ownership_id)
         session.new_cycle(
             number.msisdn,
             "reinstated",

@@ -18,8 +18,7 @@ import sqlalchemy as sa
 from jobs.clock import local_date
 from jobs.database.engine import Database
 from jobs.database.schema import ownerships
-from jobs.errors import InputRefused
-from jobs.phone import InvalidNumber, normalise
+from jobs.phone import number_from_user
 from jobs.settings import Settings
 
 __all__ = ["Answer", "disconnections", "reassigned"]
@@ -48,10 +47,7 @@ class Answer:
 
 def reassigned(database: Database, settings: Settings, text: str, since: date) -> Answer:
     """Whether the number's ownership changed on or after `since` (a local date)."""
-    try:
-        msisdn = normalise(text, settings.default_region)
-    except InvalidNumber as error:
-        raise InputRefused(f"{error} (give it as +85512345678 or 012345678)") from None
+    msisdn = number_from_user(text, settings.default_region)
     start = datetime.combine(since, time(0), tzinfo=settings.zone)
     with database.read() as connection:
         first_record = connection.execute(

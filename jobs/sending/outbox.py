@@ -20,8 +20,10 @@ from jobs.database.schema import audit_events, numbers, warnings
 __all__ = [
     "Claimed",
     "Delivery",
+    "Depth",
     "cancel_superseded",
     "claim",
+    "depth",
     "record_failures",
     "record_retries",
     "record_sent",
@@ -51,6 +53,28 @@ class Delivery:
     error_code: str | None = None
     error_message: str | None = None
     next_attempt_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Depth:
+    """How many warnings are in each state, and when the oldest pending one was queued."""
+
+    by_state: dict[str, int]
+    oldest_pending: datetime | None
+
+
+def depth(connection: Connection) -> Depth:
+    """The outbox's figures, for status and metrics."""
+    by_state = {
+        state: count
+        for state, count in connection.execute(
+            sa.select(warnings.c.state, sa.func.count()).group_by(warnings.c.state)
+        )
+    }
+    oldest = connection.execute(
+        sa.select(sa.func.min(warnings.c.queued_at)).where(warnings.c.state == "pending")
+    ).scalar()
+    return Depth(by_state, oldest)
 
 
 def claim(

@@ -15,8 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
-from jobs.database.schema import runs
-from tests.support.cli import environment, recycler, start
+from tests.support.cli import environment, recycler, start, wait_until
 from tests.support.world import World
 
 ZONE = ZoneInfo("Asia/Phnom_Penh")
@@ -38,14 +37,6 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.1)
-
-
 def a_small_base(world: World) -> None:
     """A few numbers that get warnings today, and a fresh feed."""
     for days in (76, 83, 89):
@@ -63,23 +54,6 @@ def daemon_environment(world: World, outbox: Path, **settings: str) -> dict[str,
     return environment(world.url, **chosen)
 
 
-def record_run(world: World, as_of: date, started: datetime, outcome: str = "succeeded") -> None:
-    """A run record as an earlier night left it."""
-    with world.database.write() as connection:
-        connection.execute(
-            runs.insert().values(
-                as_of=as_of,
-                dry_run=False,
-                started_at=started,
-                finished_at=started + timedelta(minutes=1),
-                outcome=outcome,
-                actor="test",
-                host="test",
-                pid=1,
-            )
-        )
-
-
 def real_runs(world: World) -> list[sa.Row[tuple[object, ...]]]:
     return [record for record in world.run_records() if record.actor != "test"]
 
@@ -91,7 +65,7 @@ class TestScheduledRun:
         """One run at the scheduled second, warnings in the console outbox, exit 0."""
         a_small_base(world)
         # Yesterday's run happened: no catch-up, the schedule decides.
-        record_run(world, today() - timedelta(days=1), datetime.now(UTC) - timedelta(minutes=5))
+        world.record_run(today() - timedelta(days=1), datetime.now(UTC) - timedelta(minutes=5))
         outbox = tmp_path / "outbox.jsonl"
         port = free_port()
         env = daemon_environment(world, outbox, run_schedule=schedule_in(4), metrics_port=str(port))
@@ -121,7 +95,7 @@ class TestCatchUp:
     def test_missed_night(self, world: World, tmp_path: Path) -> None:
         """Last success two days ago, schedule at 01:30: one catch-up run for today."""
         a_small_base(world)
-        record_run(world, today() - timedelta(days=2), datetime.now(UTC) - timedelta(days=2))
+        world.record_run(today() - timedelta(days=2), datetime.now(UTC) - timedelta(days=2))
         env = daemon_environment(world, tmp_path / "outbox.jsonl", run_schedule="30 1 * * *")
         daemon = start("daemon", env=env)
         try:
@@ -143,7 +117,7 @@ class TestTwoDaemons:
         """Both fire at the same second (or both catch up at start): one run for today."""
         a_small_base(world)
         if why == "schedule":
-            record_run(world, today() - timedelta(days=1), datetime.now(UTC) - timedelta(minutes=5))
+            world.record_run(today() - timedelta(days=1), datetime.now(UTC) - timedelta(minutes=5))
         env = daemon_environment(
             world,
             tmp_path / "outbox.jsonl",

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
-from jobs.database.schema import runs, warnings
+from jobs.database.schema import warnings
 from tests.support.cli import environment, recycler
 from tests.support.twilio_server import ACCOUNT_SID, AUTH_TOKEN, Faults, TwilioTestServer
 from tests.support.world import World
@@ -23,22 +23,6 @@ def today() -> date:
     return datetime.now(ZONE).date()
 
 
-def record_run(world: World, finished: datetime, outcome: str) -> None:
-    with world.database.write() as connection:
-        connection.execute(
-            runs.insert().values(
-                as_of=finished.astimezone(ZONE).date(),
-                dry_run=False,
-                started_at=finished - timedelta(minutes=1),
-                finished_at=finished,
-                outcome=outcome,
-                actor="test",
-                host="test",
-                pid=1,
-            )
-        )
-
-
 class TestStatusHealth:
     """`status` exits 0 when healthy and 1 otherwise; --json names the failing check."""
 
@@ -48,7 +32,7 @@ class TestStatusHealth:
 
     def test_healthy(self, world: World) -> None:
         """A run an hour ago, nothing waiting: exit 0, every check ok."""
-        record_run(world, datetime.now(UTC) - timedelta(hours=1), "succeeded")
+        world.record_run(today(), datetime.now(UTC) - timedelta(hours=1))
         code, status = self._status(world)
         assert code == 0
         assert status["healthy"] is True
@@ -60,8 +44,8 @@ class TestStatusHealth:
 
     def test_last_run_failed(self, world: World) -> None:
         """The newest real run failed: exit 1, check last_run."""
-        record_run(world, datetime.now(UTC) - timedelta(hours=3), "succeeded")
-        record_run(world, datetime.now(UTC) - timedelta(hours=1), "failed")
+        world.record_run(today(), datetime.now(UTC) - timedelta(hours=3))
+        world.record_run(today(), datetime.now(UTC) - timedelta(hours=1), "failed")
         code, status = self._status(world)
         assert code == 1
         checks = status["checks"]
@@ -72,7 +56,7 @@ class TestStatusHealth:
 
     def test_stale_run(self, world: World) -> None:
         """The newest successful run is 30 hours old (limit 26): exit 1, check run_age."""
-        record_run(world, datetime.now(UTC) - timedelta(hours=30), "succeeded")
+        world.record_run(today(), datetime.now(UTC) - timedelta(hours=30))
         code, status = self._status(world)
         assert code == 1
         checks = status["checks"]
@@ -83,7 +67,7 @@ class TestStatusHealth:
     def test_send_lag(self, world: World) -> None:
         """A warning due two hours ago, inside sending hours: exit 1, check send_lag; outside
         sending hours the same wait is no lag."""
-        record_run(world, datetime.now(UTC) - timedelta(hours=1), "succeeded")
+        world.record_run(today(), datetime.now(UTC) - timedelta(hours=1))
         world.queue_warnings(1)
         with world.database.write() as connection:
             connection.execute(

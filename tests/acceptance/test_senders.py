@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
-from tests.support.cli import Command, Running, environment, recycler, start
+from tests.support.cli import Command, Running, environment, recycler, start, wait_until
 from tests.support.twilio_server import ACCOUNT_SID, AUTH_TOKEN, Faults, TwilioTestServer
 from tests.support.world import World
 
@@ -67,7 +67,7 @@ class TestSeveralSenders:
             world, server, send_concurrency=str(concurrency), lease_seconds="3"
         )
         victim = start("send", "--once", env=env)
-        _wait_until(lambda: len(server.accepted) >= 60)
+        wait_until(lambda: len(server.accepted) >= 60)
         victim.process.send_signal(signal.SIGKILL)
         killed = victim.finish()
         assert killed.code == -signal.SIGKILL
@@ -100,7 +100,7 @@ class TestStopping:
         server.set_faults(Faults(latency=0.02))
         env = sender_environment(world, server, send_rate="40", send_concurrency="4")
         running: Running = start("send", "--json", env=env)
-        _wait_until(lambda: len(server.accepted) >= 20)
+        wait_until(lambda: len(server.accepted) >= 20)
         running.process.send_signal(stop_signal)
         finished: Command = running.finish(timeout=30)
         assert finished.code == 0, finished
@@ -119,16 +119,8 @@ class TestStopping:
         server.set_faults(Faults(latency=0.05))
         env = sender_environment(world, server, send_rate="20", send_concurrency="2")
         first = start("send", "--once", env=env)
-        _wait_until(lambda: len(server.accepted) >= 5)
+        wait_until(lambda: len(server.accepted) >= 5)
         second = recycler("send", "--once", env=env)
         first.finish()
         assert second.code == 4, second
         assert "another sender is already draining this SQLite database" in second.stderr
-
-
-def _wait_until(condition: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.02)

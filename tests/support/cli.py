@@ -8,10 +8,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Command", "environment", "recycler", "start"]
+__all__ = ["Command", "environment", "recycler", "start", "wait_until"]
 
 
 def environment(database_url: str | None = None, **settings: str) -> dict[str, str]:
@@ -118,3 +119,12 @@ def start(*args: str, env: dict[str, str], cwd: Path | None = None) -> Running:
         text=True,
     )
     return Running(process)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 60) -> None:
+    """Poll until the condition holds; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.05)

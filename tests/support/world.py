@@ -255,6 +255,22 @@ class World:
                 connection, kind="topups", source="test", now=moment, actor="test", watermark=moment
             )
 
+    def record_run(self, as_of: date, finished: datetime, outcome: str = "succeeded") -> None:
+        """A run record as an earlier night left it (signed "test", so tests can tell)."""
+        with self.database.write() as connection:
+            connection.execute(
+                runs.insert().values(
+                    as_of=as_of,
+                    dry_run=False,
+                    started_at=finished - timedelta(minutes=1),
+                    finished_at=finished,
+                    outcome=outcome,
+                    actor="test",
+                    host="test",
+                    pid=1,
+                )
+            )
+
     # Acting ------------------------------------------------------------------------------
 
     def run(self, as_of: date, **options: Any) -> RunReport:
