@@ -34,7 +34,7 @@ from jobs.metrics import Metrics
 from jobs.sending import outbox
 from jobs.settings import Settings
 from notifier.encoding import Encoding
-from notifier.gateway import Gateway, GatewayError
+from notifier.gateway import Gateway, GatewayError, RetryableGatewayError
 from notifier.message import Message
 
 __all__ = ["Dispatcher", "SendReport", "retry_delay"]
@@ -217,17 +217,19 @@ class _Session:
             size = self.dispatcher.batch_size
             if self.limit is not None:
                 size = min(size, self.limit - self.claimed)
-            claimed = await self._database(functools.partial(self._claim, size))
+            claimed, fresh = await self._database(functools.partial(self._claim, size))
             if not claimed:
                 if self.once:
                     return
                 await self._pause(self.dispatcher.poll_seconds)
                 continue
-            self.claimed += len(claimed)
-            for item in claimed:
+            # Superseded warnings count against --limit too: they were handled, by cancelling.
+            self.claimed += claimed
+            for item in fresh:
                 self.queue.put_nowait(item)
 
-    def _claim(self, size: int) -> list[outbox.Claimed]:
+    def _claim(self, size: int) -> tuple[int, list[outbox.Claimed]]:
+        """Claim a batch; returns how many were claimed and those still worth sending."""
         token = f"{self.dispatcher.name}:{uuid.uuid4().hex[:12]}"
         now = self.dispatcher.clock.now()
         lease_until = now + timedelta(seconds=self.settings.lease_seconds)
@@ -236,7 +238,7 @@ class _Session:
                 connection, token=token, now=now, lease_until=lease_until, limit=size
             )
             if not claimed:
-                return []
+                return 0, []
             cancelled = outbox.cancel_superseded(
                 connection, token=token, now=now, actor=self.dispatcher.actor
             )
@@ -245,7 +247,7 @@ class _Session:
         fresh = [item for item in claimed if item.warning_id not in cancelled]
         for item in fresh:
             self.token_of[item.warning_id] = token
-        return fresh
+        return len(claimed), fresh
 
     async def _pause(self, seconds: float) -> None:
         await self._wait_for(self.stop, seconds)
@@ -292,7 +294,15 @@ class _Session:
         )
         started = time.perf_counter()
         try:
-            gateway_id = await self.dispatcher.gateway.send(message)
+            try:
+                gateway_id = await self.dispatcher.gateway.send(message)
+            except GatewayError:
+                raise
+            except Exception as unexpected:
+                # An adapter that breaks its contract must not take a worker down with it: the
+                # message is retried like any passing failure, and the fault is in the log.
+                log.exception("send.unexpected_error", warning_id=item.warning_id)
+                raise RetryableGatewayError("unexpected", type(unexpected).__name__) from None
         except GatewayError as error:
             retry = error.retryable and item.attempts < self.settings.max_attempts
             if self.dispatcher.metrics is not None:

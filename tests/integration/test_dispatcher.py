@@ -122,6 +122,46 @@ class TestRecheckBeforeSending:
         assert server.accepted == []
 
 
+class TestRobustness:
+    """A drain does not stop early, and an adapter's bug does not lose a message."""
+
+    def test_batches_entirely_superseded_do_not_end_the_drain(
+        self, world: World, server: TwilioTestServer
+    ) -> None:
+        """The first two batches are all stale; the third still goes out."""
+        queued = world.queue_warnings(30)
+        with world.database.write() as connection:
+            connection.execute(
+                sa.update(numbers).where(numbers.c.msisdn.in_(queued[:20])).values(cycle=2)
+            )
+        chosen = world.with_settings(send_window="00:00-24:00", send_rate=0)
+        sender = Dispatcher(
+            chosen.database, chosen.settings, twilio(server), world.clock, batch_size=10
+        )
+        report = drain(sender)
+        assert (report.sent, report.cancelled) == (10, 20)
+        assert sorted(to for to, _ in server.counts()) == sorted(queued[20:])
+
+    def test_unexpected_adapter_error_is_retried(self, world: World) -> None:
+        """A gateway that raises something other than a GatewayError: retried later."""
+
+        class Broken:
+            name = "broken"
+
+            async def send(self, message: object) -> str:
+                raise ValueError("unparseable answer")
+
+            async def close(self) -> None:
+                return None
+
+        (msisdn,) = world.queue_warnings(1)
+        chosen = world.with_settings(send_window="00:00-24:00")
+        report = Dispatcher(chosen.database, chosen.settings, Broken(), world.clock).drain()
+        assert (report.sent, report.retried) == (0, 1)
+        assert world.warning_states() == {"pending": 1}
+        assert world.warnings_of(msisdn) == [(1, 30, "pending")]
+
+
 class TestPace:
     """The rate limit, concurrency, and stopping."""
 
