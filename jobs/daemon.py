@@ -28,6 +28,7 @@ from jobs.database.schema import runs
 from jobs.errors import AlreadyRan, RecyclerError, RunInProgress, RunInterrupted
 from jobs.metrics import Metrics
 from jobs.nightly import RunOptions, run_nightly
+from jobs.nightly.records import COMPLETED
 from jobs.sending.dispatcher import Dispatcher
 from jobs.sending.gateways import build_gateway
 from jobs.settings import Settings, cron_trigger
@@ -94,10 +95,7 @@ class Daemon:
             return False
         with self.database.read() as connection:
             newest = connection.execute(
-                sa.select(sa.func.max(runs.c.started_at)).where(
-                    runs.c.dry_run.is_(sa.false()),
-                    runs.c.outcome.in_(("succeeded", "withheld")),
-                )
+                sa.select(sa.func.max(runs.c.started_at)).where(COMPLETED)
             ).scalar()
         return newest is None or newest < fired
 

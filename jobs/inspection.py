@@ -8,6 +8,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from jobs.clock import Clock, local_date
 from jobs.database.engine import Database
@@ -20,6 +21,7 @@ from jobs.database.schema import (
     warnings,
 )
 from jobs.errors import NumberNotFound
+from jobs.nightly.records import run_history
 from jobs.phone import number_from_user
 from jobs.rules import Phase, Rules, phase
 from jobs.sending.outbox import depth
@@ -134,22 +136,12 @@ def status_view(
                 sa.func.count().filter(resale_pool.c.available_from <= today),
             ).where(resale_pool.c.left_at.is_(None))
         ).one()
-        last_success = connection.execute(
-            sa.select(sa.func.max(runs.c.finished_at)).where(
-                runs.c.outcome.in_(("succeeded", "withheld")), runs.c.dry_run.is_(sa.false())
-            )
-        ).scalar()
         oldest_due = connection.execute(
             sa.select(sa.func.min(warnings.c.next_attempt_at)).where(
                 warnings.c.state == "pending", warnings.c.next_attempt_at <= now
             )
         ).scalar()
-        last_real = connection.execute(
-            sa.select(runs.c.id, runs.c.outcome, runs.c.message)
-            .where(runs.c.dry_run.is_(sa.false()), runs.c.outcome != "running")
-            .order_by(runs.c.id.desc())
-            .limit(1)
-        ).first()
+        history = run_history(connection)
     view = StatusView(
         today=today,
         runs=recent,
@@ -174,8 +166,8 @@ def status_view(
         },
     )
     view.checks = {
-        "last_run": _last_run_problem(last_real),
-        "run_age": _run_age_problem(last_success, now, settings),
+        "last_run": _last_run_problem(history.last),
+        "run_age": _run_age_problem(history.last_completed_at, now, settings),
         "send_lag": _send_lag_problem(oldest_due, now, settings),
     }
     return view
@@ -215,6 +207,18 @@ def _send_lag_problem(oldest_due: datetime | None, now: datetime, settings: Sett
         f"a due warning has waited {waiting.total_seconds() / 60:.0f} min inside sending hours, "
         f"more than {settings.max_send_lag_minutes:g} min"
     )
+
+
+def _story(
+    connection: Connection, table: sa.Table, msisdn: str, *columns: str
+) -> list[dict[str, Any]]:
+    """One number's rows of a table, oldest first, as plain values."""
+    rows = connection.execute(
+        sa.select(*(table.c[name] for name in columns))
+        .where(table.c.msisdn == msisdn)
+        .order_by(table.c.id)
+    )
+    return [_row_dict(row) for row in rows]
 
 
 @dataclass
@@ -264,73 +268,62 @@ def number_view(
         row = connection.execute(sa.select(numbers).where(numbers.c.msisdn == msisdn)).first()
         if row is None:
             raise NumberNotFound(f"recycler knows no number {msisdn}")
-        warning_rows = connection.execute(
-            sa.select(
-                warnings.c.id,
-                warnings.c.cycle,
-                warnings.c.stage,
-                warnings.c.state,
-                warnings.c.queued_on,
-                warnings.c.final_on,
-                warnings.c.grace_end,
-                warnings.c.attempts,
-                warnings.c.error_code,
-                warnings.c.cancel_reason,
-                warnings.c.gateway_message_id,
-            )
-            .where(warnings.c.msisdn == msisdn)
-            .order_by(warnings.c.id)
+        warning_list = _story(
+            connection,
+            warnings,
+            msisdn,
+            "id",
+            "cycle",
+            "stage",
+            "state",
+            "queued_on",
+            "final_on",
+            "grace_end",
+            "attempts",
+            "error_code",
+            "cancel_reason",
+            "gateway_message_id",
         )
-        warning_list = [_row_dict(item) for item in warning_rows]
-        pool_list = [
-            _row_dict(item)
-            for item in connection.execute(
-                sa.select(
-                    resale_pool.c.entered_on,
-                    resale_pool.c.available_from,
-                    resale_pool.c.recycled_by_run_id,
-                    resale_pool.c.left_on,
-                    resale_pool.c.left_cause,
-                )
-                .where(resale_pool.c.msisdn == msisdn)
-                .order_by(resale_pool.c.id)
-            )
-        ]
-        ownership_list = [
-            _row_dict(item)
-            for item in connection.execute(
-                sa.select(
-                    ownerships.c.owner_id,
-                    ownerships.c.started_at,
-                    ownerships.c.start_cause,
-                    ownerships.c.started_by,
-                    ownerships.c.ended_at,
-                    ownerships.c.end_cause,
-                    ownerships.c.ended_by,
-                    ownerships.c.final_validity_end,
-                    ownerships.c.reason,
-                )
-                .where(ownerships.c.msisdn == msisdn)
-                .order_by(ownerships.c.id)
-            )
-        ]
+        pool_list = _story(
+            connection,
+            resale_pool,
+            msisdn,
+            "entered_on",
+            "available_from",
+            "recycled_by_run_id",
+            "left_on",
+            "left_cause",
+        )
+        ownership_list = _story(
+            connection,
+            ownerships,
+            msisdn,
+            "owner_id",
+            "started_at",
+            "start_cause",
+            "started_by",
+            "ended_at",
+            "end_cause",
+            "ended_by",
+            "final_validity_end",
+            "reason",
+        )
         events = [
-            {key: value for key, value in _row_dict(item).items() if value is not None}
-            for item in connection.execute(
-                sa.select(
-                    audit_events.c.occurred_at,
-                    audit_events.c.event_type,
-                    audit_events.c.actor,
-                    audit_events.c.owner_id,
-                    audit_events.c.cycle,
-                    audit_events.c.stage,
-                    audit_events.c.warning_id,
-                    audit_events.c.validity_end_before,
-                    audit_events.c.validity_end_after,
-                    audit_events.c.reason,
-                )
-                .where(audit_events.c.msisdn == msisdn)
-                .order_by(audit_events.c.id)
+            {key: value for key, value in event.items() if value is not None}
+            for event in _story(
+                connection,
+                audit_events,
+                msisdn,
+                "occurred_at",
+                "event_type",
+                "actor",
+                "owner_id",
+                "cycle",
+                "stage",
+                "warning_id",
+                "validity_end_before",
+                "validity_end_after",
+                "reason",
             )
         ]
     validity_end: date | None = row.validity_end

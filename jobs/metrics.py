@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-import sqlalchemy as sa
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -20,7 +19,8 @@ from prometheus_client import (
 )
 
 from jobs.database.engine import Database
-from jobs.database.schema import WARNING_STATES, runs
+from jobs.database.schema import WARNING_STATES
+from jobs.nightly.records import run_history
 from jobs.sending.outbox import depth
 
 __all__ = ["Metrics"]
@@ -114,23 +114,13 @@ class Metrics:
     def refresh(self, database: Database, now: datetime) -> None:
         """Read the run and outbox figures from the database."""
         with database.read() as connection:
-            last = connection.execute(
-                sa.select(runs)
-                .where(runs.c.dry_run.is_(sa.false()), runs.c.outcome != "running")
-                .order_by(runs.c.id.desc())
-                .limit(1)
-            ).first()
-            last_success = connection.execute(
-                sa.select(sa.func.max(runs.c.finished_at)).where(
-                    runs.c.dry_run.is_(sa.false()),
-                    runs.c.outcome.in_(("succeeded", "withheld")),
-                )
-            ).scalar()
+            history = run_history(connection)
             outbox = depth(connection)
         for state in WARNING_STATES:
             self.outbox.labels(state).set(outbox.by_state.get(state, 0))
         oldest = outbox.oldest_pending
         self.oldest_pending.set((now - oldest).total_seconds() if oldest else 0)
+        last, last_success = history.last, history.last_completed_at
         if last_success is not None:
             self.last_success_timestamp.set(last_success.timestamp())
         if last is None:

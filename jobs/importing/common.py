@@ -3,27 +3,22 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.sql import FromClause
 from sqlalchemy.sql.elements import ColumnElement
 
 from jobs.database.schema import (
     WARNING_OPEN_STATES,
-    audit_events,
     numbers,
     ownerships,
     topups,
     warnings,
 )
-from jobs.importing.loader import ImportContext
 
 __all__ = [
     "add_owned_numbers",
-    "audit_from",
     "cancel_open_warnings",
     "insert_topups",
     "lock_numbers",
@@ -90,34 +85,6 @@ def cancel_open_warnings(
             .correlate(warnings),
         )
         .values(state="cancelled", cancel_reason=reason, lease_expires_at=None)
-    )
-
-
-def audit_from(
-    connection: Connection,
-    source: FromClause,
-    condition: ColumnElement[bool],
-    context: ImportContext,
-    *,
-    event_type: str,
-    msisdn: ColumnElement[Any],
-    reason: str,
-    **columns: ColumnElement[Any],
-) -> None:
-    """One audit event per row of `source` that meets the condition, in one statement."""
-    names = ["occurred_at", "event_type", "msisdn", "actor", "reason", *columns]
-    values = [
-        sa.literal(context.now, audit_events.c.occurred_at.type),
-        sa.literal(event_type),
-        msisdn,
-        sa.literal(context.actor),
-        sa.literal(reason),
-        *columns.values(),
-    ]
-    connection.execute(
-        audit_events.insert().from_select(
-            names, sa.select(*values).select_from(source).where(condition)
-        )
     )
 
 

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from jobs.clock import Clock
+from jobs.database.audit import record_events
 from jobs.database.engine import Database
 from jobs.database.schema import (
     numbers,
@@ -124,11 +125,12 @@ def _create(connection: Connection, table: sa.Table, context: ImportContext) -> 
         actor=context.actor,
         cause="import",
     )
-    common.audit_from(
+    record_events(
         connection,
         table,
         created,
-        context,
+        now=context.now,
+        actor=context.actor,
         event_type="ownership.started",
         msisdn=table.c.msisdn,
         owner_id=table.c.owner_id,
@@ -140,11 +142,12 @@ def _create(connection: Connection, table: sa.Table, context: ImportContext) -> 
 def _extend(connection: Connection, table: sa.Table, context: ImportContext) -> None:
     extended = sa.and_(table.c.outcome == "extended", table.c.msisdn == numbers.c.msisdn)
     common.cancel_open_warnings(connection, extended, reason="validity_extended")
-    common.audit_from(
+    record_events(
         connection,
         table.join(numbers, numbers.c.msisdn == table.c.msisdn),
         table.c.outcome == "extended",
-        context,
+        now=context.now,
+        actor=context.actor,
         event_type="validity.extended",
         msisdn=table.c.msisdn,
         owner_id=numbers.c.owner_id,

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from jobs.clock import Clock, local_date
+from jobs.database.audit import record_events
 from jobs.database.engine import Database
 from jobs.database.schema import numbers, ownerships, resale_pool, topups
 from jobs.importing import common
@@ -149,11 +150,12 @@ def _move_validity(connection: Connection, table: sa.Table, context: ImportConte
         numbers.c.owner_id.is_not(None),
     )
     common.cancel_open_warnings(connection, moves, reason="topped_up")
-    common.audit_from(
+    record_events(
         connection,
         newest.join(numbers, numbers.c.msisdn == newest.c.msisdn),
         moves,
-        context,
+        now=context.now,
+        actor=context.actor,
         event_type="topup.applied",
         msisdn=numbers.c.msisdn,
         reason="a top-up moved the validity end forward",

@@ -9,11 +9,23 @@ from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from jobs.database.engine import Database
 from jobs.database.schema import runs
 
-__all__ = ["RunReport", "abandon_dead_runs", "finish_run", "start_run"]
+__all__ = [
+    "COMPLETED",
+    "RunHistory",
+    "RunReport",
+    "abandon_dead_runs",
+    "finish_run",
+    "run_history",
+    "start_run",
+]
+
+# A run that did the night's work: real (not dry), and succeeded or withheld only recycling.
+COMPLETED = sa.and_(runs.c.dry_run.is_(sa.false()), runs.c.outcome.in_(("succeeded", "withheld")))
 
 
 @dataclass
@@ -113,3 +125,25 @@ def finish_run(database: Database, report: RunReport) -> None:
                 message="; ".join(report.messages) or None,
             )
         )
+
+
+@dataclass(frozen=True)
+class RunHistory:
+    """What health checks and metrics need to know of past runs."""
+
+    last: Any  # the newest real run that is no longer running, as a row; None before any
+    last_completed_at: datetime | None  # when the newest completed run finished
+
+
+def run_history(connection: Connection) -> RunHistory:
+    """The newest finished real run and the newest completion, in two indexed queries."""
+    last = connection.execute(
+        sa.select(runs)
+        .where(runs.c.dry_run.is_(sa.false()), runs.c.outcome != "running")
+        .order_by(runs.c.id.desc())
+        .limit(1)
+    ).first()
+    completed_at = connection.execute(
+        sa.select(sa.func.max(runs.c.finished_at)).where(COMPLETED)
+    ).scalar()
+    return RunHistory(last, completed_at)

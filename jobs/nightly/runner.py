@@ -24,7 +24,13 @@ from jobs.errors import (
 from jobs.failpoints import failpoint
 from jobs.nightly import steps
 from jobs.nightly.frames import build_frames, load_frames
-from jobs.nightly.records import RunReport, abandon_dead_runs, finish_run, start_run
+from jobs.nightly.records import (
+    COMPLETED,
+    RunReport,
+    abandon_dead_runs,
+    finish_run,
+    start_run,
+)
 from jobs.rules import Guard, Rules, feed_is_stale, mass_recycle_tripped
 from jobs.settings import Settings
 from notifier.templates import TemplateBook
@@ -243,11 +249,7 @@ def _completed(database: Database, as_of: date) -> bool:
     with database.read() as connection:
         return (
             connection.execute(
-                sa.select(sa.func.count()).where(
-                    runs.c.as_of == as_of,
-                    runs.c.dry_run.is_(sa.false()),
-                    runs.c.outcome.in_(("succeeded", "withheld")),
-                )
+                sa.select(sa.func.count()).where(runs.c.as_of == as_of, COMPLETED)
             ).scalar_one()
             > 0
         )

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
+from jobs.database.audit import record_events
 from jobs.database.functions import add_days
 from jobs.database.schema import (
     WARNING_FINAL_STATES,
@@ -27,6 +28,7 @@ from jobs.database.schema import (
     warnings,
 )
 from jobs.nightly.frames import framed_text, text_frames
+from jobs.nightly.records import COMPLETED
 from jobs.rules import FINAL_NOTICE_STAGE, Rules
 
 __all__ = ["BaseCounts", "RunScope", "count_base", "newest_feed", "queue_warnings", "recycle"]
@@ -190,32 +192,19 @@ def queue_final_notices(connection: Connection, scope: RunScope) -> None:
 
 def audit_queued_warnings(connection: Connection, scope: RunScope) -> None:
     """One audit event per warning this run queued."""
-    chosen = sa.select(
-        sa.literal(scope.now, audit_events.c.occurred_at.type),
-        sa.literal("warning.queued"),
-        warnings.c.msisdn,
-        sa.literal(scope.actor),
-        sa.literal(scope.run_id),
-        warnings.c.owner_id,
-        warnings.c.cycle,
-        warnings.c.stage,
-        warnings.c.id,
-    ).where(warnings.c.queued_by_run_id == scope.run_id)
-    connection.execute(
-        audit_events.insert().from_select(
-            [
-                "occurred_at",
-                "event_type",
-                "msisdn",
-                "actor",
-                "run_id",
-                "owner_id",
-                "cycle",
-                "stage",
-                "warning_id",
-            ],
-            chosen,
-        )
+    record_events(
+        connection,
+        warnings,
+        warnings.c.queued_by_run_id == scope.run_id,
+        now=scope.now,
+        actor=scope.actor,
+        event_type="warning.queued",
+        msisdn=warnings.c.msisdn,
+        run_id=scope.run_id,
+        owner_id=warnings.c.owner_id,
+        cycle=warnings.c.cycle,
+        stage=warnings.c.stage,
+        warning_id=warnings.c.id,
     )
 
 
@@ -335,34 +324,22 @@ def recycle(connection: Connection, scope: RunScope) -> int:
         )
         .values(state="cancelled", cancel_reason="recycled", lease_expires_at=None)
     )
-    connection.execute(
-        audit_events.insert().from_select(
-            [
-                "occurred_at",
-                "event_type",
-                "msisdn",
-                "actor",
-                "run_id",
-                "owner_id",
-                "cycle",
-                "validity_end_before",
-                "reason",
-            ],
-            sa.select(
-                sa.literal(scope.now, audit_events.c.occurred_at.type),
-                sa.literal("number.recycled"),
-                numbers.c.msisdn,
-                sa.literal(scope.actor),
-                sa.literal(scope.run_id),
-                numbers.c.owner_id,
-                numbers.c.cycle,
-                numbers.c.validity_end,
-                sa.literal(
-                    f"grace ended before {scope.as_of.isoformat()} and a warning reached the "
-                    f"subscriber on or before {scope.notice_cutoff.isoformat()}"
-                ),
-            ).where(marked),
-        )
+    record_events(
+        connection,
+        numbers,
+        marked,
+        now=scope.now,
+        actor=scope.actor,
+        event_type="number.recycled",
+        msisdn=numbers.c.msisdn,
+        reason=(
+            f"grace ended before {scope.as_of.isoformat()} and a warning reached the "
+            f"subscriber on or before {scope.notice_cutoff.isoformat()}"
+        ),
+        run_id=scope.run_id,
+        owner_id=numbers.c.owner_id,
+        cycle=numbers.c.cycle,
+        validity_end_before=numbers.c.validity_end,
     )
     connection.execute(
         sa.update(numbers)
@@ -393,42 +370,26 @@ def audit_deferrals(connection: Connection, scope: RunScope) -> None:
         f"no warning of this cycle reached the subscriber at least "
         f"{scope.rules.min_notice_days} days before {scope.as_of.isoformat()}"
     )
-    connection.execute(
-        audit_events.insert().from_select(
-            [
-                "occurred_at",
-                "event_type",
-                "msisdn",
-                "actor",
-                "run_id",
-                "owner_id",
-                "cycle",
-                "validity_end_before",
-                "reason",
-            ],
-            sa.select(
-                sa.literal(scope.now, audit_events.c.occurred_at.type),
-                sa.literal("recycle.deferred"),
-                numbers.c.msisdn,
-                sa.literal(scope.actor),
-                sa.literal(scope.run_id),
-                numbers.c.owner_id,
-                numbers.c.cycle,
-                numbers.c.validity_end,
-                sa.literal(reason),
-            ).where(_owned, _not_held, _past_grace(scope), ~_notice_given(scope), ~already),
-        )
+    record_events(
+        connection,
+        numbers,
+        sa.and_(_owned, _not_held, _past_grace(scope), ~_notice_given(scope), ~already),
+        now=scope.now,
+        actor=scope.actor,
+        event_type="recycle.deferred",
+        msisdn=numbers.c.msisdn,
+        reason=reason,
+        run_id=scope.run_id,
+        owner_id=numbers.c.owner_id,
+        cycle=numbers.c.cycle,
+        validity_end_before=numbers.c.validity_end,
     )
 
 
 def newest_completed_run(connection: Connection, run_id: int) -> date | None:
     """The latest as-of date a real (not dry) run completed, apart from this run."""
     return connection.execute(
-        sa.select(sa.func.max(runs.c.as_of)).where(
-            runs.c.dry_run.is_(sa.false()),
-            runs.c.outcome.in_(("succeeded", "withheld")),
-            runs.c.id != run_id,
-        )
+        sa.select(sa.func.max(runs.c.as_of)).where(COMPLETED, runs.c.id != run_id)
     ).scalar()
 
 

@@ -15,7 +15,8 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from jobs.database.schema import audit_events, numbers, warnings
+from jobs.database.audit import record_events
+from jobs.database.schema import numbers, warnings
 
 __all__ = [
     "Claimed",
@@ -135,31 +136,34 @@ def cancel_superseded(connection: Connection, *, token: str, now: datetime, acto
         )
         .correlate(warnings)
     )
+    superseded = sa.and_(
+        warnings.c.claimed_by == token,
+        warnings.c.state == "cancelled",
+        warnings.c.cancel_reason == "superseded",
+    )
     rows = connection.execute(
         sa.update(warnings)
         .where(warnings.c.claimed_by == token, warnings.c.state == "sending", ~current)
         .values(state="cancelled", cancel_reason="superseded", lease_expires_at=None)
-        .returning(warnings.c.id, warnings.c.msisdn, warnings.c.cycle, warnings.c.stage)
+        .returning(warnings.c.id)
     )
-    cancelled = list(rows)
+    cancelled = {row.id for row in rows}
     if cancelled:
-        connection.execute(
-            audit_events.insert(),
-            [
-                {
-                    "occurred_at": now,
-                    "event_type": "warning.cancelled",
-                    "actor": actor,
-                    "warning_id": row.id,
-                    "msisdn": row.msisdn,
-                    "cycle": row.cycle,
-                    "stage": row.stage,
-                    "reason": "its cycle ended before it was sent (top-up, recycle or hold)",
-                }
-                for row in cancelled
-            ],
+        record_events(
+            connection,
+            warnings,
+            superseded,
+            now=now,
+            actor=actor,
+            event_type="warning.cancelled",
+            msisdn=warnings.c.msisdn,
+            reason="its cycle ended before it was sent (top-up, recycle or hold)",
+            owner_id=warnings.c.owner_id,
+            cycle=warnings.c.cycle,
+            stage=warnings.c.stage,
+            warning_id=warnings.c.id,
         )
-    return {row.id for row in cancelled}
+    return cancelled
 
 
 def record_sent(
@@ -291,38 +295,27 @@ def _audit_outcome(
     actor: str,
 ) -> int:
     """One audit event per warning of the batch that reached `state` under this claim."""
-    reason = sa.case(
-        (warnings.c.error_code.is_not(None), sa.literal("gateway error ") + warnings.c.error_code),
-        else_=warnings.c.gateway_message_id,
-    )
-    result = connection.execution_options(preserve_rowcount=True).execute(
-        audit_events.insert().from_select(
-            [
-                "occurred_at",
-                "event_type",
-                "msisdn",
-                "actor",
-                "owner_id",
-                "cycle",
-                "stage",
-                "warning_id",
-                "reason",
-            ],
-            sa.select(
-                sa.literal(now, audit_events.c.occurred_at.type),
-                sa.literal(event_type),
-                warnings.c.msisdn,
-                sa.literal(actor),
-                warnings.c.owner_id,
-                warnings.c.cycle,
-                warnings.c.stage,
-                warnings.c.id,
-                reason,
-            ).where(
-                warnings.c.id.in_([item.warning_id for item in deliveries]),
-                warnings.c.claimed_by.in_({item.token for item in deliveries}),
-                warnings.c.state == state,
+    return record_events(
+        connection,
+        warnings,
+        sa.and_(
+            warnings.c.id.in_([item.warning_id for item in deliveries]),
+            warnings.c.claimed_by.in_({item.token for item in deliveries}),
+            warnings.c.state == state,
+        ),
+        now=now,
+        actor=actor,
+        event_type=event_type,
+        msisdn=warnings.c.msisdn,
+        reason=sa.case(
+            (
+                warnings.c.error_code.is_not(None),
+                sa.literal("gateway error ") + warnings.c.error_code,
             ),
-        )
+            else_=warnings.c.gateway_message_id,
+        ),
+        owner_id=warnings.c.owner_id,
+        cycle=warnings.c.cycle,
+        stage=warnings.c.stage,
+        warning_id=warnings.c.id,
     )
-    return result.rowcount

@@ -73,9 +73,14 @@ class TestScheduledRun:
         try:
             wait_until(lambda: len(real_runs(world)) == 1)
             wait_until(lambda: outbox.exists() and len(outbox.read_text().splitlines()) == 3)
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as response:
-                metrics = response.read().decode()
-            assert 'recycler_outbox_warnings{state="sent"} 3.0' in metrics
+
+            def scraped() -> str:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as response:
+                    return str(response.read().decode())
+
+            # The figures are refreshed once the sender has recorded what it sent.
+            wait_until(lambda: 'recycler_outbox_warnings{state="sent"} 3.0' in scraped())
+            assert 'recycler_last_run_outcome{outcome="succeeded"} 1.0' in scraped()
         finally:
             daemon.process.send_signal(signal.SIGTERM)
             stopped = daemon.finish(timeout=60)

@@ -153,8 +153,8 @@ class TestReassigned:
             "reassigned", msisdn, "--since", today().isoformat(), "--json", env=env
         ).json()
         assert (yes["reassigned"], yes["changed_on"]) == ("yes", today().isoformat())
-        unknown = recycler("reassigned", msisdn, "--since", "2001-01-01", env=env)
-        assert unknown.stdout.startswith("yes")  # it did change since then, records or not
+        long_ago = recycler("reassigned", msisdn, "--since", "2001-01-01", env=env)
+        assert long_ago.stdout.startswith("yes")  # it did change since then, records or not
         fresh = world.add_number(today())
         assert recycler("reassigned", fresh, "--since", "2001-01-01", env=env).stdout.startswith(
             "unknown"

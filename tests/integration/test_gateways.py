@@ -11,7 +11,7 @@ from typing import Protocol
 
 import pytest
 
-from notifier.gateway import Gateway, GatewayError, PermanentGatewayError, RetryableGatewayError
+from notifier.gateway import Gateway, PermanentGatewayError, RetryableGatewayError
 from notifier.message import Message
 from notifier.testing import InMemoryGateway
 from notifier.twilio_gateway import TwilioConfig, TwilioGateway
@@ -173,8 +173,3 @@ class TestTwilioSpecifics:
         )
         assert AUTH_TOKEN not in repr(config)
         assert AUTH_TOKEN not in str(config)
-
-    def test_error_is_a_gateway_error(self) -> None:
-        """Callers catch GatewayError, whatever the adapter."""
-        assert issubclass(RetryableGatewayError, GatewayError)
-        assert issubclass(PermanentGatewayError, GatewayError)
