@@ -307,6 +307,8 @@ def number_view(
             "ended_by",
             "final_validity_end",
             "reason",
+            "consent_current",
+            "consent_new",
         )
         events = [
             {key: value for key, value in event.items() if value is not None}
@@ -324,6 +326,7 @@ def number_view(
                 "validity_end_before",
                 "validity_end_after",
                 "reason",
+                "details",
             )
         ]
     validity_end: date | None = row.validity_end

@@ -107,7 +107,16 @@ def _print_number(app: App, view: NumberView) -> None:
         app,
         "Owners",
         [_local_times(row, zone, ("started_at", "ended_at")) for row in view.ownerships],
-        ("owner_id", "started_at", "start_cause", "ended_at", "end_cause", "reason"),
+        (
+            "owner_id",
+            "started_at",
+            "start_cause",
+            "ended_at",
+            "end_cause",
+            "reason",
+            "consent_current",
+            "consent_new",
+        ),
     )
     _print_rows(
         app,

@@ -10,6 +10,8 @@ import sqlalchemy as sa
 
 from jobs.database.schema import audit_events, ownerships
 from jobs.errors import InputRefused, NumberNotFound
+from jobs.inspection import number_view
+from jobs.nightly import rules_of
 from jobs.safeguards.ownership import Operator, hold, reinstate, release, sell, transfer
 from jobs.safeguards.pool import pool_entries
 from jobs.safeguards.reassigned import reassigned
@@ -196,6 +198,13 @@ class TestTransfer:
                 )
             ).one()
         assert tuple(consents) == ("SIGNED-ALICE-1", "SIGNED-BOB-1")
+        story = number_view(
+            world.database, world.settings, world.clock, rules_of(world.settings), msisdn
+        )
+        assert story.ownerships[-1]["consent_current"] == "SIGNED-ALICE-1"
+        assert story.ownerships[-1]["consent_new"] == "SIGNED-BOB-1"
+        assert story.events[-1]["event_type"] == "ownership.transferred"
+        assert story.events[-1]["details"]["from_owner"] == "alice"
         assert world.warnings_of(msisdn) == [(1, 7, "cancelled")]
 
     def test_refusals(self, world: World) -> None:
