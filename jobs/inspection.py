@@ -26,8 +26,13 @@ from jobs.phone import number_from_user
 from jobs.rules import Phase, Rules, phase
 from jobs.sending.outbox import depth
 from jobs.settings import Settings
+from jobs.vocabulary import NOTICE_STATES, WarningState
 
 __all__ = ["NumberView", "StatusView", "number_view", "status_view"]
+
+# Refusals are judged over the warnings that finished in this span, once there are this many.
+_FAILURE_WINDOW = timedelta(hours=24)
+_FEWEST_FAILURES = 5
 
 
 def _json_value(value: Any) -> Any:
@@ -138,9 +143,23 @@ def status_view(
         ).one()
         oldest_due = connection.execute(
             sa.select(sa.func.min(warnings.c.next_attempt_at)).where(
-                warnings.c.state == "pending", warnings.c.next_attempt_at <= now
+                warnings.c.state == WarningState.PENDING, warnings.c.next_attempt_at <= now
             )
         ).scalar()
+        blocked = connection.execute(
+            sa.select(warnings.c.error_code, warnings.c.error_message, sa.func.count().over())
+            .where(warnings.c.state == WarningState.BLOCKED)
+            .order_by(warnings.c.next_attempt_at.desc())
+            .limit(1)
+        ).first()
+        finished_lately = connection.execute(
+            sa.select(warnings.c.state, sa.func.count())
+            .where(
+                warnings.c.final_at >= now - _FAILURE_WINDOW,
+                warnings.c.state.in_(NOTICE_STATES),
+            )
+            .group_by(warnings.c.state)
+        ).all()
         history = run_history(connection)
     view = StatusView(
         today=today,
@@ -149,6 +168,7 @@ def status_view(
             "pending": by_state.get("pending", 0),
             "in_flight": by_state.get("sending", 0),
             "sent": by_state.get("sent", 0),
+            "blocked": by_state.get(WarningState.BLOCKED, 0),
             "delivered": by_state.get("delivered", 0),
             "failed": by_state.get("failed", 0),
             "cancelled": by_state.get("cancelled", 0),
@@ -169,6 +189,8 @@ def status_view(
         "last_run": _last_run_problem(history.last),
         "run_age": _run_age_problem(history.last_completed_at, now, settings),
         "send_lag": _send_lag_problem(oldest_due, now, settings),
+        "gateway": _gateway_problem(blocked),
+        "send_failures": _failures_problem(dict(finished_lately), settings),
     }
     return view
 
@@ -193,19 +215,40 @@ def _run_age_problem(
 
 
 def _send_lag_problem(oldest_due: datetime | None, now: datetime, settings: Settings) -> str | None:
-    """A due warning that has waited too long inside sending hours (waiting outside them is the
-    rule, not a lag)."""
-    local = now.astimezone(settings.zone)
-    window = settings.window
-    if oldest_due is None or not window.contains(local.time()):
+    """A due warning that has waited too long inside sending hours, counted across days
+    (waiting outside them is the rule, not a lag)."""
+    if oldest_due is None:
         return None
-    opened = datetime.combine(local.date(), window.start, tzinfo=settings.zone)
-    waiting = now - max(oldest_due, opened)
+    waiting = settings.window.time_inside(oldest_due, now, settings.zone)
     if waiting <= timedelta(minutes=settings.max_send_lag_minutes):
         return None
     return (
         f"a due warning has waited {waiting.total_seconds() / 60:.0f} min inside sending hours, "
-        f"more than {settings.max_send_lag_minutes:g} min"
+        f"more than {settings.max_send_lag_minutes:g} min: is a sender running?"
+    )
+
+
+def _gateway_problem(blocked: Any) -> str | None:
+    """Warnings the gateway would not take for a reason on the operator's side."""
+    if blocked is None:
+        return None
+    code, detail, count = blocked
+    return (
+        f"{count} warning{'' if count == 1 else 's'} could not be sent for a reason on the "
+        f"operator's side (last: {detail or code}); they count as no notice until sent: fix "
+        "the gateway settings, then `recycler send` sends them"
+    )
+
+
+def _failures_problem(finished: dict[str, int], settings: Settings) -> str | None:
+    """More refusals than acceptances lately: the numbers, or the gateway, need a look."""
+    failed = finished.get(WarningState.FAILED, 0)
+    total = sum(finished.values())
+    if failed < _FEWEST_FAILURES or failed <= settings.max_failed_share * total:
+        return None
+    return (
+        f"{failed} of the {total} warnings finished in the last 24 h were refused for their "
+        f"numbers, more than {settings.max_failed_share:.0%}"
     )
 
 

@@ -19,9 +19,9 @@ from prometheus_client import (
 )
 
 from jobs.database.engine import Database
-from jobs.database.schema import WARNING_STATES
 from jobs.nightly.records import run_history
 from jobs.sending.outbox import depth
+from jobs.vocabulary import WarningState
 
 __all__ = ["Metrics"]
 
@@ -97,26 +97,32 @@ class Metrics:
         )
         self.messages = Counter(
             "recycler_messages_total",
-            "Messages by what became of them in this process: sent, retried, failed.",
+            "Send attempts in this process by the state they left the warning in: sent, "
+            "pending (to retry), failed (the number's fault), blocked (the operator's side).",
             ["outcome"],
             registry=self.registry,
         )
+        self.gateway_unusable = Counter(
+            "recycler_gateway_unusable_total",
+            "Drains stopped because the gateway could not be used (credentials, configuration, "
+            "connection): alert on any increase.",
+            ["code"],
+            registry=self.registry,
+        )
 
-    def observe_send(self, seconds: float, error_code: str | None, will_retry: bool) -> None:
-        """One gateway request."""
+    def observe_send(self, seconds: float, outcome: str, error_code: str | None) -> None:
+        """One gateway request and the state it left the warning in."""
         self.send_latency.observe(seconds)
-        if error_code is None:
-            self.messages.labels("sent").inc()
-            return
-        self.gateway_errors.labels(error_code).inc()
-        self.messages.labels("retried" if will_retry else "failed").inc()
+        self.messages.labels(outcome).inc()
+        if error_code is not None:
+            self.gateway_errors.labels(error_code).inc()
 
     def refresh(self, database: Database, now: datetime) -> None:
         """Read the run and outbox figures from the database."""
         with database.read() as connection:
             history = run_history(connection)
             outbox = depth(connection)
-        for state in WARNING_STATES:
+        for state in WarningState:
             self.outbox.labels(state).set(outbox.by_state.get(state, 0))
         oldest = outbox.oldest_pending
         self.oldest_pending.set((now - oldest).total_seconds() if oldest else 0)

@@ -13,6 +13,7 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from jobs.clock import end_of_day
+from jobs.vocabulary import NOTICE_STATES
 
 __all__ = [
     "FINAL_NOTICE_STAGE",
@@ -143,13 +144,10 @@ class Decision:
     stage: int | None = None
 
 
-_NOTICE_STATES = frozenset({"sent", "delivered", "failed"})
-
-
 def _notice_given(warnings: Iterable[WarningFacts], as_of: date, rules: Rules) -> bool:
     latest_allowed = as_of - timedelta(days=rules.min_notice_days)
     return any(
-        warning.state in _NOTICE_STATES
+        warning.state in NOTICE_STATES
         and warning.final_on is not None
         and warning.final_on <= latest_allowed
         for warning in warnings

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from datetime import time
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -29,6 +29,7 @@ __all__ = [
 ]
 
 DEFAULT_DATABASE_FILE = "recycler.sqlite3"
+_LONGEST_SPAN_DAYS = 31
 
 
 class SettingsError(Exception):
@@ -58,6 +59,30 @@ class SendWindow:
     def contains(self, moment: time) -> bool:
         """Whether a local time of day lies inside the window."""
         return self.start <= moment and (self.end is None or moment < self.end)
+
+    def time_inside(self, start: datetime, end: datetime, zone: ZoneInfo) -> timedelta:
+        """How much of the span from `start` to `end` lies inside the window, day after day,
+        on the local clock (a warning due at 18:08 and still waiting at 08:30 the next morning
+        has waited 1 h 52 min that evening and 30 min that morning)."""
+        if end <= start:
+            return timedelta(0)
+        inside = timedelta(0)
+        day = start.astimezone(zone).date()
+        last = end.astimezone(zone).date()
+        # A span of months is surely too long; counting a few weeks is enough to say so.
+        day = max(day, last - timedelta(days=_LONGEST_SPAN_DAYS))
+        while day <= last:
+            opens = datetime.combine(day, self.start, tzinfo=zone)
+            closes = (
+                datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone)
+                if self.end is None
+                else datetime.combine(day, self.end, tzinfo=zone)
+            )
+            overlap = min(end, closes) - max(start, opens)
+            if overlap > timedelta(0):
+                inside += overlap
+            day += timedelta(days=1)
+        return inside
 
     def __str__(self) -> str:
         end = "24:00" if self.end is None else self.end.strftime("%H:%M")
@@ -157,6 +182,12 @@ class Settings(BaseSettings):
         default=60,
         gt=0,
         description="status is unhealthy when a due warning waits longer inside sending hours",
+    )
+    max_failed_share: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="status is unhealthy when more of the last day's warnings failed than this",
     )
     run_schedule: str = Field(
         default="30 1 * * *",

@@ -10,11 +10,24 @@ from typing import Protocol
 
 from notifier.message import Message
 
-__all__ = ["Gateway", "GatewayError", "PermanentGatewayError", "RetryableGatewayError"]
+__all__ = [
+    "Gateway",
+    "GatewayError",
+    "OperatorGatewayError",
+    "RecipientGatewayError",
+    "RetryableGatewayError",
+]
 
 
 class GatewayError(Exception):
-    """The gateway did not accept the message."""
+    """The gateway did not accept the message.
+
+    Which subclass is raised says whose side the failure is on, and that decides everything
+    after it: a passing failure is tried again later; a refusal about the recipient's number
+    is final (the subscriber cannot be reached, which counts as notice); a failure on the
+    operator's own side (credentials, configuration, an unreachable gateway) is never notice,
+    and stops the sender until the operator has fixed it.
+    """
 
     retryable: bool = False
 
@@ -30,10 +43,15 @@ class RetryableGatewayError(GatewayError):
     retryable = True
 
 
-class PermanentGatewayError(GatewayError):
-    """The gateway refused the message for good (invalid number, unsubscribed)."""
+class RecipientGatewayError(GatewayError):
+    """The gateway refused the message for good because of the recipient's number (invalid,
+    unsubscribed, not a mobile number, unreachable handset)."""
 
-    retryable = False
+
+class OperatorGatewayError(GatewayError):
+    """The gateway cannot be used as configured: rejected credentials, a missing permission,
+    a wrong account or sender, a gateway that cannot be reached, an outbox that cannot be
+    written. Nothing about the recipient; every other message would fail the same way."""
 
 
 class Gateway(Protocol):

@@ -15,14 +15,41 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
-from notifier.gateway import PermanentGatewayError, RetryableGatewayError
+from notifier.gateway import (
+    GatewayError,
+    OperatorGatewayError,
+    RecipientGatewayError,
+    RetryableGatewayError,
+)
 from notifier.message import Message
 
-__all__ = ["TWILIO_API", "TwilioConfig", "TwilioGateway", "classify"]
+__all__ = ["RECIPIENT_CODES", "TWILIO_API", "TwilioConfig", "TwilioGateway", "classify"]
 
 TWILIO_API = "https://api.twilio.com"
 _TOO_MANY_REQUESTS = 429
 _SERVER_ERROR = 500
+
+# Twilio's error codes that are about the recipient's number, and only those: anything else
+# Twilio refuses (20003 authentication, 20404 a wrong account, 21212 or 21606 a bad sender,
+# 21608 a trial account, …) is about the operator's own account or settings.
+RECIPIENT_CODES = frozenset(
+    {
+        21211,  # invalid 'To' phone number
+        21217,  # phone number does not appear to be valid
+        21401,  # invalid phone number
+        21407,  # this phone number type does not support SMS
+        21408,  # permission to send to this region has not been enabled
+        21421,  # phone number is invalid
+        21610,  # the recipient replied STOP: unsubscribed
+        21612,  # the 'To' number cannot be reached by SMS
+        21614,  # 'To' number is not a valid mobile number
+        21635,  # 'To' number cannot be a landline
+        30003,  # unreachable destination handset (on delivery)
+        30004,  # message blocked by the recipient (on delivery)
+        30005,  # unknown destination handset (on delivery)
+        30006,  # landline or unreachable carrier (on delivery)
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -52,14 +79,17 @@ class TwilioConfig:
         )
 
 
-def classify(error: TwilioRestException) -> RetryableGatewayError | PermanentGatewayError:
-    """429 and 5xx may pass; every other refusal (21211 invalid number, 21610 unsubscribed,
-    21614 not a mobile number, 21408 region not enabled, any 4xx) will not."""
+def classify(error: TwilioRestException) -> GatewayError:
+    """429 and 5xx may pass; a refusal with one of the recipient codes is about the number;
+    every other refusal (401, 403, 404, a 400 about the sender or the account) is the
+    operator's to fix."""
     code = str(error.code or error.status)
     detail = str(error.msg or "")
     if error.status == _TOO_MANY_REQUESTS or error.status >= _SERVER_ERROR:
         return RetryableGatewayError(code, detail)
-    return PermanentGatewayError(code, detail)
+    if error.code in RECIPIENT_CODES:
+        return RecipientGatewayError(code, detail)
+    return OperatorGatewayError(code, detail)
 
 
 class TwilioGateway:
@@ -106,7 +136,12 @@ class TwilioGateway:
             raise classify(error) from None
         except TimeoutError:
             raise RetryableGatewayError("timeout", "no answer in time") from None
+        except aiohttp.ClientConnectorError as error:
+            # Nothing answers at the configured address (refused, no such host): the base URL
+            # or the network is wrong, and every message would meet the same.
+            raise OperatorGatewayError("connection", str(error)) from None
         except aiohttp.ClientError as error:
+            # The gateway was reached, but the exchange broke off (a reset, a truncated answer).
             raise RetryableGatewayError("connection", type(error).__name__) from None
         return str(created.sid)
 

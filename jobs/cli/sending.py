@@ -10,6 +10,7 @@ import click
 import structlog
 
 from jobs.cli.app import App, configure, pass_app, write_metrics
+from jobs.errors import ExitCode
 from jobs.metrics import Metrics
 from jobs.sending.dispatcher import Dispatcher, SendReport
 from jobs.sending.gateways import build_gateway
@@ -27,7 +28,15 @@ def send_command(app: App, once: bool, limit: int | None, as_json: bool) -> None
 
     Without --once it keeps going, polling the outbox, until SIGTERM or SIGINT; then it lets the
     requests in flight finish, records them, releases what it claimed but did not send, and
-    exits 0. Exit 4: another sender holds this SQLite database.
+    exits 0.
+
+    \b
+    Exit codes of --once:
+      0  everything due was sent (or refused for good for its number), or nothing was due
+      1  the gateway could not be used (credentials, configuration, connection): the
+         warnings stay blocked, count as no notice, and the next send tries them again
+      3  some warnings wait for a later attempt (the gateway failed them for now)
+      4  another sender holds this SQLite database
     """
     configure(app)
     database = app.database()
@@ -50,10 +59,26 @@ def send_command(app: App, once: bool, limit: int | None, as_json: bool) -> None
         )
         click.echo(
             f"sent {report.sent}, retry later {report.retried}, failed {report.failed}, "
-            f"cancelled as superseded {report.cancelled}, released unsent {report.released}"
-            f"{window}",
+            f"blocked {report.blocked}, cancelled as superseded {report.cancelled}, "
+            f"released unsent {report.released}{window}",
             err=to_stderr,
         )
+    if report.gateway_problem is not None:
+        click.echo(
+            f"error: the gateway could not be used ({report.gateway_problem}); nothing more "
+            "was sent, the warnings are kept and count as no notice until they go out",
+            err=True,
+        )
+    if once:
+        raise SystemExit(_exit_code(report))
+
+
+def _exit_code(report: SendReport) -> int:
+    if report.gateway_problem is not None:
+        return ExitCode.FAILURE
+    if report.retried or report.blocked:
+        return ExitCode.PARTIAL
+    return ExitCode.DONE
 
 
 async def _send(dispatcher: Dispatcher, once: bool, limit: int | None) -> SendReport:

@@ -65,23 +65,34 @@ class Database:
             yield connection
 
     @contextmanager
-    def write(self, *, commit: bool = True) -> Iterator[Connection]:
+    def write(
+        self, *, commit: bool = True, sqlite_foreign_keys: bool = True
+    ) -> Iterator[Connection]:
         """A transaction that writes: committed when the block ends, rolled back on error.
 
         ``commit=False`` rolls back even on success: a dry run does all the work and keeps none.
+        ``sqlite_foreign_keys=False`` turns SQLite's foreign keys off for the transaction (a
+        pragma that only takes effect outside one), for migrations that copy tables.
         """
         with self.engine.connect() as connection:
-            connection.execution_options(**{_WRITE_OPTION: True})
-            transaction = connection.begin()
+            pragmas = connection.connection.driver_connection if self.is_sqlite else None
+            if pragmas is not None and not sqlite_foreign_keys:
+                pragmas.execute("PRAGMA foreign_keys = OFF")
             try:
-                yield connection
-            except BaseException:
-                transaction.rollback()
-                raise
-            if commit:
-                transaction.commit()
-            else:
-                transaction.rollback()
+                connection.execution_options(**{_WRITE_OPTION: True})
+                transaction = connection.begin()
+                try:
+                    yield connection
+                except BaseException:
+                    transaction.rollback()
+                    raise
+                if commit:
+                    transaction.commit()
+                else:
+                    transaction.rollback()
+            finally:
+                if pragmas is not None and not sqlite_foreign_keys:
+                    pragmas.execute("PRAGMA foreign_keys = ON")
 
     def refresh_statistics(self, *tables: str, vacuum: bool = False) -> None:
         """Have the query planner look at tables again after a bulk load.

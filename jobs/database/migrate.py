@@ -38,12 +38,18 @@ def current_revision(connection: Connection) -> str | None:
 
 def upgrade(database: Database, revision: str = "head") -> tuple[str | None, str]:
     """Migrate the schema; returns the revision before and after."""
-    with database.write() as connection:
+    # SQLite changes a table's constraints by copying the table, which its foreign keys would
+    # refuse part-way: its documented procedure turns them off and checks them all at the end.
+    with database.write(sqlite_foreign_keys=False) as connection:
         before = current_revision(connection)
         config = _config()
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
         after = current_revision(connection)
+        if database.is_sqlite:
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").first()
+            if broken is not None:
+                raise SchemaError(f"the migration broke a foreign key: {tuple(broken)}")
     assert after is not None
     return before, after
 

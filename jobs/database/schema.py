@@ -12,10 +12,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
+from jobs.vocabulary import CLAIMABLE_STATES, RunOutcome, WarningState, one_of
+
 __all__ = [
-    "WARNING_FINAL_STATES",
-    "WARNING_OPEN_STATES",
-    "WARNING_STATES",
     "UtcDateTime",
     "audit_events",
     "holds",
@@ -71,12 +70,6 @@ MSISDN = sa.String(16)
 OWNER = sa.String(64)
 ACTOR = sa.String(128)
 
-WARNING_STATES = ("pending", "sending", "sent", "delivered", "failed", "cancelled")
-# Waiting to go out: the nightly run counts these as notice still on its way.
-WARNING_OPEN_STATES = ("pending", "sending")
-# Final for the minimum-notice rule: accepted by the gateway, delivered, or failed permanently.
-WARNING_FINAL_STATES = ("sent", "delivered", "failed")
-
 runs = sa.Table(
     "runs",
     metadata,
@@ -97,10 +90,7 @@ runs = sa.Table(
     sa.Column("actor", ACTOR, nullable=False),
     sa.Column("host", sa.String(255), nullable=False),
     sa.Column("pid", sa.Integer, nullable=False),
-    sa.CheckConstraint(
-        "outcome IN ('running', 'succeeded', 'withheld', 'failed', 'interrupted', 'abandoned')",
-        name="outcome",
-    ),
+    sa.CheckConstraint(one_of("outcome", RunOutcome), name="outcome"),
 )
 sa.Index(None, runs.c.as_of)
 
@@ -232,7 +222,7 @@ warnings = sa.Table(
     sa.Column("text", sa.Text, nullable=False),
     sa.Column("encoding", sa.String(8), nullable=False),
     sa.Column("segments", sa.Integer, nullable=False),
-    sa.Column("state", sa.String(12), nullable=False, server_default="pending"),
+    sa.Column("state", sa.String(12), nullable=False, server_default=WarningState.PENDING.value),
     sa.Column("queued_at", UtcDateTime, nullable=False),
     sa.Column("queued_on", sa.Date, nullable=False),
     # Empty only for the synthetic history `recycler seed` writes, which no run queued.
@@ -249,18 +239,16 @@ warnings = sa.Table(
     sa.Column("final_on", sa.Date),
     sa.Column("cancel_reason", sa.String(32)),
     sa.UniqueConstraint("msisdn", "cycle", "stage"),
-    sa.CheckConstraint(
-        "state IN ('pending', 'sending', 'sent', 'delivered', 'failed', 'cancelled')",
-        name="state",
-    ),
+    sa.CheckConstraint(one_of("state", WarningState), name="state"),
     sa.CheckConstraint("encoding IN ('GSM-7', 'UCS-2')", name="encoding"),
     sa.CheckConstraint("stage >= 0", name="stage"),
 )
+# Senders claim due warnings oldest first: pending ones, and those blocked on the operator's side.
 sa.Index(
     "ix_warnings_due",
     warnings.c.next_attempt_at,
-    sqlite_where=warnings.c.state == "pending",
-    postgresql_where=warnings.c.state == "pending",
+    sqlite_where=warnings.c.state.in_(CLAIMABLE_STATES),
+    postgresql_where=warnings.c.state.in_(CLAIMABLE_STATES),
 )
 sa.Index(
     "ix_warnings_in_flight",

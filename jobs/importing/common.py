@@ -10,12 +10,12 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from jobs.database.schema import (
-    WARNING_OPEN_STATES,
     numbers,
     ownerships,
     topups,
     warnings,
 )
+from jobs.vocabulary import OPEN_STATES
 
 __all__ = [
     "add_owned_numbers",
@@ -75,7 +75,7 @@ def cancel_open_warnings(
     connection.execute(
         sa.update(warnings)
         .where(
-            warnings.c.state.in_(WARNING_OPEN_STATES),
+            warnings.c.state.in_(OPEN_STATES),
             sa.exists()
             .where(
                 numbers.c.msisdn == warnings.c.msisdn,

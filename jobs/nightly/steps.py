@@ -16,8 +16,6 @@ from sqlalchemy.sql.elements import ColumnElement
 from jobs.database.audit import record_events
 from jobs.database.functions import add_days
 from jobs.database.schema import (
-    WARNING_FINAL_STATES,
-    WARNING_OPEN_STATES,
     audit_events,
     imports,
     numbers,
@@ -30,6 +28,7 @@ from jobs.database.schema import (
 from jobs.nightly.frames import framed_text, text_frames
 from jobs.nightly.records import COMPLETED
 from jobs.rules import FINAL_NOTICE_STAGE, Rules
+from jobs.vocabulary import NOTICE_STATES, OPEN_STATES
 
 __all__ = ["BaseCounts", "RunScope", "count_base", "newest_feed", "queue_warnings", "recycle"]
 
@@ -80,7 +79,7 @@ def _notice_given(scope: RunScope) -> ColumnElement[bool]:
         .where(
             warnings.c.msisdn == numbers.c.msisdn,
             warnings.c.cycle == numbers.c.cycle,
-            warnings.c.state.in_(WARNING_FINAL_STATES),
+            warnings.c.state.in_(NOTICE_STATES),
             warnings.c.final_on <= scope.notice_cutoff,
         )
         .correlate(numbers)
@@ -313,7 +312,7 @@ def recycle(connection: Connection, scope: RunScope) -> int:
     connection.execute(
         sa.update(warnings)
         .where(
-            warnings.c.state.in_(WARNING_OPEN_STATES),
+            warnings.c.state.in_(OPEN_STATES),
             sa.exists()
             .where(
                 numbers.c.msisdn == warnings.c.msisdn,
@@ -333,8 +332,9 @@ def recycle(connection: Connection, scope: RunScope) -> int:
         event_type="number.recycled",
         msisdn=numbers.c.msisdn,
         reason=(
-            f"grace ended before {scope.as_of.isoformat()} and a warning reached the "
-            f"subscriber on or before {scope.notice_cutoff.isoformat()}"
+            f"grace ended before {scope.as_of.isoformat()}, and a warning of this cycle was "
+            f"accepted by the gateway (or refused for the number itself) on or before "
+            f"{scope.notice_cutoff.isoformat()}"
         ),
         run_id=scope.run_id,
         owner_id=numbers.c.owner_id,

@@ -21,7 +21,6 @@ from sqlalchemy.engine import Connection
 from jobs.clock import Clock, local_date
 from jobs.database.engine import Database
 from jobs.database.schema import (
-    WARNING_OPEN_STATES,
     audit_events,
     holds,
     numbers,
@@ -32,6 +31,7 @@ from jobs.database.schema import (
 from jobs.errors import InputRefused, NumberNotFound
 from jobs.phone import number_from_user
 from jobs.settings import Settings
+from jobs.vocabulary import OPEN_STATES
 
 __all__ = ["Change", "Operator", "hold", "reinstate", "release", "sell", "transfer"]
 
@@ -156,7 +156,7 @@ class _Session:
             sa.update(warnings)
             .where(
                 warnings.c.msisdn == msisdn,
-                warnings.c.state.in_(WARNING_OPEN_STATES),
+                warnings.c.state.in_(OPEN_STATES),
                 warnings.c.cycle
                 == sa.select(numbers.c.cycle).where(numbers.c.msisdn == msisdn).scalar_subquery(),
             )

@@ -11,6 +11,7 @@ finish, records them, and releases what was claimed but not sent, for the next s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import random
@@ -33,8 +34,14 @@ from jobs.failpoints import failpoint
 from jobs.metrics import Metrics
 from jobs.sending import outbox
 from jobs.settings import Settings
+from jobs.vocabulary import WarningState
 from notifier.encoding import Encoding
-from notifier.gateway import Gateway, GatewayError, RetryableGatewayError
+from notifier.gateway import (
+    Gateway,
+    GatewayError,
+    OperatorGatewayError,
+    RecipientGatewayError,
+)
 from notifier.message import Message
 
 __all__ = ["Dispatcher", "SendReport", "retry_delay"]
@@ -54,10 +61,21 @@ class SendReport:
     sent: int = 0
     retried: int = 0
     failed: int = 0
+    blocked: int = 0
     cancelled: int = 0
     released: int = 0
     outside_window: bool = False
     database_seconds: float = 0.0
+    # Why the gateway could not be used, when a failure on the operator's side stopped the drain.
+    gateway_problem: str | None = None
+
+    def add(self, other: SendReport) -> None:
+        """Count another drain's figures into this one."""
+        for name in ("sent", "retried", "failed", "blocked", "cancelled", "released"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.database_seconds += other.database_seconds
+        self.outside_window = self.outside_window or other.outside_window
+        self.gateway_problem = other.gateway_problem or self.gateway_problem
 
     def to_json(self) -> dict[str, Any]:
         """The machine-readable summary."""
@@ -65,9 +83,11 @@ class SendReport:
             "sent": self.sent,
             "retried": self.retried,
             "failed": self.failed,
+            "blocked": self.blocked,
             "cancelled": self.cancelled,
             "released": self.released,
             "outside_window": self.outside_window,
+            "gateway_problem": self.gateway_problem,
             "database_seconds": round(self.database_seconds, 3),
         }
 
@@ -131,15 +151,32 @@ class Dispatcher:
     async def run(
         self, *, once: bool, limit: int | None = None, stop: asyncio.Event | None = None
     ) -> SendReport:
-        """Send until nothing is due (``once``) or until `stop` is set."""
+        """Send until nothing is due (``once``) or until `stop` is set.
+
+        A failure on the operator's side ends the drain at once (``gateway_problem`` says
+        why). With ``once`` that is the end; otherwise the sender waits a poll interval and
+        tries again, so that a gateway put right is used without a restart.
+        """
+        stopping = stop or asyncio.Event()
+        total = SendReport()
         try:
             with sqlite_sender_lock(self.database):
-                return await _Session(self, once, limit, stop or asyncio.Event()).run()
+                while True:
+                    total.add(await _Session(self, once, limit, stopping).run())
+                    if once or stopping.is_set():
+                        return total
+                    await _wait(stopping, self.poll_seconds)
         except LockBusy:
             raise SenderInProgress(
                 "another sender is already draining this SQLite database; SQLite allows one "
                 "sender at a time (use PostgreSQL for several)"
             ) from None
+
+
+async def _wait(event: asyncio.Event, seconds: float | None) -> None:
+    """Until the event is set, or at most `seconds`."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), seconds)
 
 
 class _Session:
@@ -156,12 +193,16 @@ class _Session:
         self.report = SendReport()
         self.queue: asyncio.Queue[outbox.Claimed | None] = asyncio.Queue()
         self.hungry = asyncio.Event()
+        # Every claim token of this drain starts with this.
+        self.drain = f"{dispatcher.name}:{uuid.uuid4().hex[:12]}:"
         self.tokens: list[str] = []
         self.token_of: dict[int, str] = {}
         self.results: list[tuple[outbox.Delivery, asyncio.Future[None]]] = []
         self.results_waiting = asyncio.Event()
         self.closing = False
         self.failure: Exception | None = None
+        # Set by the first failure on the operator's side: nothing more is claimed or sent.
+        self.halted = asyncio.Event()
         self.claimed = 0
         rate = self.settings.send_rate
         # A bucket of one: messages leave evenly spaced, never in bursts above the rate.
@@ -200,7 +241,7 @@ class _Session:
 
     async def _claimer(self) -> None:
         concurrency = self.settings.send_concurrency
-        while not self.stop.is_set():
+        while not self.stop.is_set() and not self.halted.is_set():
             if self.limit is not None and self.claimed >= self.limit:
                 return
             if not self.dispatcher.in_window():
@@ -230,12 +271,17 @@ class _Session:
 
     def _claim(self, size: int) -> tuple[int, list[outbox.Claimed]]:
         """Claim a batch; returns how many were claimed and those still worth sending."""
-        token = f"{self.dispatcher.name}:{uuid.uuid4().hex[:12]}"
+        token = f"{self.drain}{len(self.tokens)}"
         now = self.dispatcher.clock.now()
         lease_until = now + timedelta(seconds=self.settings.lease_seconds)
         with self.dispatcher.database.write() as connection:
             claimed = outbox.claim(
-                connection, token=token, now=now, lease_until=lease_until, limit=size
+                connection,
+                token=token,
+                now=now,
+                lease_until=lease_until,
+                limit=size,
+                drain=self.drain,
             )
             if not claimed:
                 return 0, []
@@ -268,11 +314,11 @@ class _Session:
             item = await self.queue.get()
             if item is None:
                 return
-            if self.stop.is_set():
+            if self._ending():
                 continue  # not sent: released at the end, for another sender
             if self.limiter is not None:
                 await self.limiter.acquire()
-                if self.stop.is_set():
+                if self._ending():
                     continue
             failpoint("send.before_request")
             delivery = await self._send(item)
@@ -282,6 +328,9 @@ class _Session:
             self.results.append((delivery, written))
             self.results_waiting.set()
             await written
+
+    def _ending(self) -> bool:
+        return self.stop.is_set() or self.halted.is_set()
 
     async def _send(self, item: outbox.Claimed) -> outbox.Delivery:
         token = self.token_of[item.warning_id]
@@ -294,45 +343,101 @@ class _Session:
         )
         started = time.perf_counter()
         try:
-            try:
-                gateway_id = await self.dispatcher.gateway.send(message)
-            except GatewayError:
-                raise
-            except Exception as unexpected:
-                # An adapter that breaks its contract must not take a worker down with it: the
-                # message is retried like any passing failure, and the fault is in the log.
-                log.exception("send.unexpected_error", warning_id=item.warning_id)
-                raise RetryableGatewayError("unexpected", type(unexpected).__name__) from None
+            gateway_id = await self.dispatcher.gateway.send(message)
         except GatewayError as error:
-            retry = error.retryable and item.attempts < self.settings.max_attempts
-            if self.dispatcher.metrics is not None:
-                self.dispatcher.metrics.observe_send(
-                    time.perf_counter() - started, error.code, retry
-                )
+            delivery = self._after_refusal(item, token, error)
+        except Exception as unexpected:
+            # An adapter that breaks its contract cannot be trusted with the next message
+            # either: the fault is on the operator's side, in the log with its traceback.
+            log.exception("send.unexpected_error", warning_id=item.warning_id)
+            problem = OperatorGatewayError(
+                "unexpected", f"{type(unexpected).__name__}: {unexpected}"
+            )
+            delivery = self._after_refusal(item, token, problem)
+        else:
+            delivery = outbox.Delivery(
+                item.warning_id, token, WarningState.SENT, gateway_message_id=gateway_id[:64]
+            )
+        if self.dispatcher.metrics is not None:
+            self.dispatcher.metrics.observe_send(
+                time.perf_counter() - started, delivery.state, delivery.error_code
+            )
+        return delivery
+
+    def _after_refusal(
+        self, item: outbox.Claimed, token: str, error: GatewayError
+    ) -> outbox.Delivery:
+        """What a gateway's refusal makes of the warning."""
+        now = self.dispatcher.clock.now()
+        code, detail = error.code[:32], str(error)[:500]
+        if isinstance(error, RecipientGatewayError):
+            log.warning("send.failed", warning_id=item.warning_id, to=item.msisdn, code=code)
+            return outbox.Delivery(
+                item.warning_id, token, WarningState.FAILED, error_code=code, error_message=detail
+            )
+        if isinstance(error, OperatorGatewayError):
+            self._halt(error)
+            return outbox.Delivery(
+                item.warning_id,
+                token,
+                WarningState.BLOCKED,
+                error_code=code,
+                error_message=detail,
+                next_attempt_at=now,
+                attempt_counts=False,
+            )
+        later = now + retry_delay(item.attempts, self.dispatcher.rng)
+        if item.attempts < self.settings.max_attempts:
             log.warning(
-                "send.failed",
+                "send.retry_later",
                 warning_id=item.warning_id,
                 to=item.msisdn,
-                code=error.code,
-                retryable=error.retryable,
+                code=code,
                 attempt=item.attempts,
-                will_retry=retry,
-            )
-            next_attempt = (
-                self.dispatcher.clock.now() + retry_delay(item.attempts, self.dispatcher.rng)
-                if retry
-                else None
             )
             return outbox.Delivery(
                 item.warning_id,
                 token,
-                error_code=error.code[:32],
-                error_message=str(error)[:500],
-                next_attempt_at=next_attempt,
+                WarningState.PENDING,
+                error_code=code,
+                error_message=detail,
+                next_attempt_at=later,
             )
+        # The gateway keeps failing this message: not the subscriber's doing, so it is no notice.
+        # It waits, blocked, and is tried again about hourly until the gateway takes it.
+        log.error(
+            "send.attempts_exhausted",
+            warning_id=item.warning_id,
+            to=item.msisdn,
+            code=code,
+            attempts=item.attempts,
+        )
+        return outbox.Delivery(
+            item.warning_id,
+            token,
+            WarningState.BLOCKED,
+            error_code=code,
+            error_message=detail,
+            next_attempt_at=later,
+        )
+
+    def _halt(self, error: GatewayError) -> None:
+        """The first failure on the operator's side stops the drain, with one clear event."""
+        if self.halted.is_set():
+            return
+        self.halted.set()
+        self.hungry.set()
+        self.report.gateway_problem = str(error)
+        log.error(
+            "send.gateway_unusable",
+            gateway=self.dispatcher.gateway.name,
+            code=error.code,
+            detail=error.detail,
+            hint="fix the gateway settings or credentials; the warnings are kept, blocked, and "
+            "the next send tries them again",
+        )
         if self.dispatcher.metrics is not None:
-            self.dispatcher.metrics.observe_send(time.perf_counter() - started, None, False)
-        return outbox.Delivery(item.warning_id, token, gateway_message_id=gateway_id[:64])
+            self.dispatcher.metrics.gateway_unusable.labels(error.code[:32]).inc()
 
     # Recording -------------------------------------------------------------------------------
 
@@ -364,21 +469,19 @@ class _Session:
                 return
 
     def _record(self, batch: list[outbox.Delivery]) -> None:
-        sent = [delivery for delivery in batch if delivery.error_code is None]
-        retries = [d for d in batch if d.error_code is not None and d.next_attempt_at]
-        failures = [d for d in batch if d.error_code is not None and not d.next_attempt_at]
         now = self.dispatcher.clock.now()
-        today = local_date(now, self.settings.zone)
-        actor = self.dispatcher.actor
         with self.dispatcher.database.write() as connection:
-            self.report.sent += outbox.record_sent(
-                connection, deliveries=sent, now=now, today=today, actor=actor
+            recorded = outbox.record_outcomes(
+                connection,
+                deliveries=batch,
+                now=now,
+                today=local_date(now, self.settings.zone),
+                actor=self.dispatcher.actor,
             )
-            outbox.record_retries(connection, deliveries=retries)
-            self.report.failed += outbox.record_failures(
-                connection, deliveries=failures, now=now, today=today, actor=actor
-            )
-        self.report.retried += len(retries)
+        self.report.sent += recorded.get(WarningState.SENT, 0)
+        self.report.failed += recorded.get(WarningState.FAILED, 0)
+        self.report.blocked += recorded.get(WarningState.BLOCKED, 0)
+        self.report.retried += recorded.get(WarningState.PENDING, 0)
 
     def _release(self) -> int:
         with self.dispatcher.database.write() as connection:

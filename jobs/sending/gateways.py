@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import TextIO
 
-from jobs.errors import RecyclerError
+from jobs.errors import InputRefused
 from jobs.settings import Settings
 from notifier.console import ConsoleGateway
 from notifier.gateway import Gateway
@@ -29,7 +29,9 @@ def build_gateway(settings: Settings, stream: TextIO | None = None) -> Gateway:
 
     missing = [name for name in _SECRETS if not os.environ.get(name)]
     if missing:
-        raise RecyclerError(f"gateway = twilio needs {' and '.join(missing)} in the environment")
+        raise InputRefused(
+            f"invalid settings: gateway = twilio needs {' and '.join(missing)} in the environment"
+        )
     config = TwilioConfig(
         account_sid=os.environ["TWILIO_ACCOUNT_SID"],
         auth_token=os.environ["TWILIO_AUTH_TOKEN"],

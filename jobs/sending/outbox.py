@@ -8,15 +8,17 @@ claim was taken back cannot overwrite the new claimant's result.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from jobs.database.audit import record_events
 from jobs.database.schema import numbers, warnings
+from jobs.vocabulary import CLAIMABLE_STATES, WarningState
 
 __all__ = [
     "Claimed",
@@ -25,9 +27,7 @@ __all__ = [
     "cancel_superseded",
     "claim",
     "depth",
-    "record_failures",
-    "record_retries",
-    "record_sent",
+    "record_outcomes",
     "release",
 ]
 
@@ -46,14 +46,18 @@ class Claimed:
 
 @dataclass(frozen=True)
 class Delivery:
-    """The outcome of one send attempt, under the claim token it was sent with."""
+    """The outcome of one send attempt, under the claim token it was sent with: the state it
+    leaves the warning in (sent, failed, pending again, or blocked)."""
 
     warning_id: int
     token: str
+    state: WarningState
     gateway_message_id: str | None = None
     error_code: str | None = None
     error_message: str | None = None
     next_attempt_at: datetime | None = None
+    # False when the gateway could not be used at all: the message was never really tried.
+    attempt_counts: bool = True
 
 
 @dataclass(frozen=True)
@@ -73,19 +77,37 @@ def depth(connection: Connection) -> Depth:
         )
     }
     oldest = connection.execute(
-        sa.select(sa.func.min(warnings.c.queued_at)).where(warnings.c.state == "pending")
+        sa.select(sa.func.min(warnings.c.queued_at)).where(warnings.c.state == WarningState.PENDING)
     ).scalar()
     return Depth(by_state, oldest)
 
 
 def claim(
-    connection: Connection, *, token: str, now: datetime, lease_until: datetime, limit: int
+    connection: Connection,
+    *,
+    token: str,
+    now: datetime,
+    lease_until: datetime,
+    limit: int,
+    drain: str | None = None,
 ) -> list[Claimed]:
-    """Claim up to `limit` due warnings (oldest first) and return them."""
+    """Claim up to `limit` due warnings (oldest first) and return them.
+
+    A warning this `drain` (a prefix of its claim tokens) blocked itself is not taken again by
+    the same drain: it is for the next one, once the operator has had a chance to act.
+    """
     due = sa.or_(
-        sa.and_(warnings.c.state == "pending", warnings.c.next_attempt_at <= now),
-        sa.and_(warnings.c.state == "sending", warnings.c.lease_expires_at < now),
+        sa.and_(warnings.c.state.in_(CLAIMABLE_STATES), warnings.c.next_attempt_at <= now),
+        sa.and_(warnings.c.state == WarningState.SENDING, warnings.c.lease_expires_at < now),
     )
+    if drain is not None:
+        due = sa.and_(
+            due,
+            ~sa.and_(
+                warnings.c.state == WarningState.BLOCKED,
+                warnings.c.claimed_by.startswith(drain, autoescape=True),
+            ),
+        )
     # A materialised CTE is evaluated exactly once; as an IN-subquery PostgreSQL may run the
     # LIMIT … SKIP LOCKED selection again per row and claim more than asked.
     chosen = (
@@ -102,7 +124,7 @@ def claim(
         sa.update(warnings)
         .where(warnings.c.id == chosen.c.id, due)
         .values(
-            state="sending",
+            state=WarningState.SENDING,
             claimed_by=token,
             lease_expires_at=lease_until,
             attempts=warnings.c.attempts + 1,
@@ -138,13 +160,13 @@ def cancel_superseded(connection: Connection, *, token: str, now: datetime, acto
     )
     superseded = sa.and_(
         warnings.c.claimed_by == token,
-        warnings.c.state == "cancelled",
+        warnings.c.state == WarningState.CANCELLED,
         warnings.c.cancel_reason == "superseded",
     )
     rows = connection.execute(
         sa.update(warnings)
-        .where(warnings.c.claimed_by == token, warnings.c.state == "sending", ~current)
-        .values(state="cancelled", cancel_reason="superseded", lease_expires_at=None)
+        .where(warnings.c.claimed_by == token, warnings.c.state == WarningState.SENDING, ~current)
+        .values(state=WarningState.CANCELLED, cancel_reason="superseded", lease_expires_at=None)
         .returning(warnings.c.id)
     )
     cancelled = {row.id for row in rows}
@@ -166,97 +188,80 @@ def cancel_superseded(connection: Connection, *, token: str, now: datetime, acto
     return cancelled
 
 
-def record_sent(
+def record_outcomes(
     connection: Connection,
     *,
     deliveries: Sequence[Delivery],
     now: datetime,
     today: date,
     actor: str,
-) -> int:
-    """Mark warnings accepted by the gateway; returns how many were still ours to mark."""
-    if not deliveries:
-        return 0
-    connection.execute(
-        _OURS.values(
-            state="sent",
-            gateway_message_id=sa.bindparam("gateway_message_id"),
-            final_at=now,
-            final_on=today,
-            lease_expires_at=None,
-            error_code=None,
-            error_message=None,
-        ),
-        [
-            {
-                "warning_id": item.warning_id,
-                "token": item.token,
-                "gateway_message_id": item.gateway_message_id,
-            }
-            for item in deliveries
-        ],
-    )
-    return _audit_outcome(connection, deliveries, "sent", "warning.sent", now, actor)
+) -> dict[WarningState, int]:
+    """Record a batch of send attempts, each only if the warning is still claimed under the token
+    it was sent with; returns how many reached each state.
+
+    Sent and failed are final (the local date is kept: the minimum-notice rule counts from it);
+    pending goes back in the queue for a later attempt; blocked waits for the operator, and
+    its attempt does not count towards ``max_attempts`` when the gateway was never usable.
+    """
+    recorded: dict[WarningState, int] = {}
+    for state, values in _OUTCOME_VALUES.items():
+        chosen = [item for item in deliveries if item.state is state]
+        if not chosen:
+            continue
+        connection.execute(
+            _OURS.values(
+                state=state,
+                lease_expires_at=None,
+                error_code=sa.bindparam("new_error_code"),
+                error_message=sa.bindparam("new_error_message"),
+                **values(now, today),
+            ),
+            # Parameter names that are not column names: SQLAlchemy would add those to the SET.
+            [
+                {
+                    "warning_id": item.warning_id,
+                    "token": item.token,
+                    "new_message_id": item.gateway_message_id,
+                    "new_error_code": item.error_code,
+                    "new_error_message": item.error_message,
+                    "new_next_attempt_at": item.next_attempt_at,
+                    "uncounted": 0 if item.attempt_counts else 1,
+                }
+                for item in chosen
+            ],
+        )
+        event = _OUTCOME_EVENTS.get(state)
+        recorded[state] = (
+            _audit_outcome(connection, chosen, state, event, now, actor)
+            if event is not None
+            else len(chosen)
+        )
+    return recorded
 
 
-def record_retries(connection: Connection, *, deliveries: Sequence[Delivery]) -> None:
-    """Put warnings back in the queue for a later attempt after a passing gateway error."""
-    if not deliveries:
-        return
-    connection.execute(
-        _OURS.values(
-            state="pending",
-            next_attempt_at=sa.bindparam("next_attempt_at"),
-            lease_expires_at=None,
-            claimed_by=None,
-            error_code=sa.bindparam("error_code"),
-            error_message=sa.bindparam("error_message"),
-        ),
-        [
-            {
-                "warning_id": item.warning_id,
-                "token": item.token,
-                "next_attempt_at": item.next_attempt_at,
-                "error_code": item.error_code,
-                "error_message": item.error_message,
-            }
-            for item in deliveries
-        ],
-    )
-
-
-def record_failures(
-    connection: Connection,
-    *,
-    deliveries: Sequence[Delivery],
-    now: datetime,
-    today: date,
-    actor: str,
-) -> int:
-    """Mark warnings failed for good, with the gateway's code. Failed is final: the subscriber
-    cannot be reached, and the minimum-notice rule counts the attempt."""
-    if not deliveries:
-        return 0
-    connection.execute(
-        _OURS.values(
-            state="failed",
-            final_at=now,
-            final_on=today,
-            lease_expires_at=None,
-            error_code=sa.bindparam("error_code"),
-            error_message=sa.bindparam("error_message"),
-        ),
-        [
-            {
-                "warning_id": item.warning_id,
-                "token": item.token,
-                "error_code": item.error_code,
-                "error_message": item.error_message,
-            }
-            for item in deliveries
-        ],
-    )
-    return _audit_outcome(connection, deliveries, "failed", "warning.failed", now, actor)
+_OUTCOME_VALUES: dict[WarningState, Callable[[datetime, date], dict[str, Any]]] = {
+    WarningState.SENT: lambda now, today: {
+        "gateway_message_id": sa.bindparam("new_message_id"),
+        "final_at": now,
+        "final_on": today,
+    },
+    WarningState.FAILED: lambda now, today: {"final_at": now, "final_on": today},
+    WarningState.PENDING: lambda _now, _today: {
+        "next_attempt_at": sa.bindparam("new_next_attempt_at"),
+        "claimed_by": None,
+    },
+    # The sender that tried last stays named: its audit event finds the warning by it.
+    WarningState.BLOCKED: lambda _now, _today: {
+        "next_attempt_at": sa.bindparam("new_next_attempt_at"),
+        "attempts": warnings.c.attempts - sa.bindparam("uncounted"),
+    },
+}
+# The outcomes that are audited one by one (a retry is not: the warning is still on its way).
+_OUTCOME_EVENTS = {
+    WarningState.SENT: "warning.sent",
+    WarningState.FAILED: "warning.failed",
+    WarningState.BLOCKED: "warning.blocked",
+}
 
 
 def release(connection: Connection, *, tokens: Sequence[str]) -> int:
@@ -266,9 +271,9 @@ def release(connection: Connection, *, tokens: Sequence[str]) -> int:
         return 0
     result = connection.execute(
         sa.update(warnings)
-        .where(warnings.c.claimed_by.in_(tokens), warnings.c.state == "sending")
+        .where(warnings.c.claimed_by.in_(tokens), warnings.c.state == WarningState.SENDING)
         .values(
-            state="pending",
+            state=WarningState.PENDING,
             lease_expires_at=None,
             claimed_by=None,
             attempts=warnings.c.attempts - 1,
@@ -282,14 +287,14 @@ def release(connection: Connection, *, tokens: Sequence[str]) -> int:
 _OURS = sa.update(warnings).where(
     warnings.c.id == sa.bindparam("warning_id"),
     warnings.c.claimed_by == sa.bindparam("token"),
-    warnings.c.state == "sending",
+    warnings.c.state == WarningState.SENDING,
 )
 
 
 def _audit_outcome(
     connection: Connection,
     deliveries: Sequence[Delivery],
-    state: str,
+    state: WarningState,
     event_type: str,
     now: datetime,
     actor: str,
@@ -308,6 +313,12 @@ def _audit_outcome(
         event_type=event_type,
         msisdn=warnings.c.msisdn,
         reason=sa.case(
+            (
+                warnings.c.state == WarningState.BLOCKED,
+                sa.literal("not sent, on the operator's side (gateway error ")
+                + warnings.c.error_code
+                + sa.literal("); every sender tries it again"),
+            ),
             (
                 warnings.c.error_code.is_not(None),
                 sa.literal("gateway error ") + warnings.c.error_code,

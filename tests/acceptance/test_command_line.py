@@ -204,9 +204,11 @@ class TestSendOnce:
             "sent": 1,
             "retried": 0,
             "failed": 0,
+            "blocked": 0,
             "cancelled": 0,
             "released": 0,
             "outside_window": False,
+            "gateway_problem": None,
         }
         (line,) = outbox.read_text(encoding="utf-8").splitlines()
         message = json.loads(line)
@@ -216,14 +218,15 @@ class TestSendOnce:
 
 
 def test_twilio_without_credentials(tmp_path: Path) -> None:
-    """The sender names the missing environment variables and exits 1."""
+    """The sender names the missing environment variables and exits 2, as for any invalid
+    setting."""
     env = environment(
         f"sqlite:///{tmp_path / 'r.sqlite3'}", gateway="twilio", twilio_from="+15005550006"
     )
     env.pop("TWILIO_ACCOUNT_SID", None)
     env.pop("TWILIO_AUTH_TOKEN", None)
     result = recycler("send", "--once", env=env)
-    assert result.code == 1
+    assert result.code == 2
     assert "gateway = twilio needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN" in result.stderr
 
 

@@ -40,6 +40,8 @@ class TestStatusHealth:
             "last_run": {"ok": True, "problem": None},
             "run_age": {"ok": True, "problem": None},
             "send_lag": {"ok": True, "problem": None},
+            "gateway": {"ok": True, "problem": None},
+            "send_failures": {"ok": True, "problem": None},
         }
 
     def test_last_run_failed(self, world: World) -> None:
@@ -141,7 +143,7 @@ class TestLogs:
                 ("status",),
             ):
                 logs += recycler(*command, env=env).stderr
-            assert "send.failed" in logs  # the failures were logged
+            assert "send.retry_later" in logs  # the failures were logged
             assert _FULL_NUMBER.search(logs) is None, _FULL_NUMBER.search(logs)
             assert AUTH_TOKEN not in logs
             assert database_password not in logs

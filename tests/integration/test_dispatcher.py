@@ -142,8 +142,9 @@ class TestRobustness:
         assert (report.sent, report.cancelled) == (10, 20)
         assert sorted(to for to, _ in server.counts()) == sorted(queued[20:])
 
-    def test_unexpected_adapter_error_is_retried(self, world: World) -> None:
-        """A gateway that raises something other than a GatewayError: retried later."""
+    def test_unexpected_adapter_error_blocks(self, world: World) -> None:
+        """A gateway that raises something other than a GatewayError breaks its contract: the
+        warning is blocked (never notice), the drain stops, and the fault is reported."""
 
         class Broken:
             name = "broken"
@@ -157,9 +158,9 @@ class TestRobustness:
         (msisdn,) = world.queue_warnings(1)
         chosen = world.with_settings(send_window="00:00-24:00")
         report = Dispatcher(chosen.database, chosen.settings, Broken(), world.clock).drain()
-        assert (report.sent, report.retried) == (0, 1)
-        assert world.warning_states() == {"pending": 1}
-        assert world.warnings_of(msisdn) == [(1, 30, "pending")]
+        assert (report.sent, report.retried, report.blocked) == (0, 0, 1)
+        assert report.gateway_problem == "unexpected: ValueError: unparseable answer"
+        assert world.warnings_of(msisdn) == [(1, 30, "blocked")]
 
 
 class TestPace:

@@ -11,7 +11,12 @@ from typing import Protocol
 
 import pytest
 
-from notifier.gateway import Gateway, PermanentGatewayError, RetryableGatewayError
+from notifier.gateway import (
+    Gateway,
+    OperatorGatewayError,
+    RecipientGatewayError,
+    RetryableGatewayError,
+)
 from notifier.message import Message
 from notifier.testing import InMemoryGateway
 from notifier.twilio_gateway import TwilioConfig, TwilioGateway
@@ -37,7 +42,7 @@ class MemoryArrangement:
     gateway: InMemoryGateway = field(default_factory=InMemoryGateway)
 
     def refuse(self, to: str, code: int) -> None:
-        self.gateway.refuse(to, PermanentGatewayError(str(code)))
+        self.gateway.refuse(to, RecipientGatewayError(str(code)))
 
     def fail_once(self, kind: str) -> None:
         code = {"500": "20500", "503": "20503", "429": "20429", "timeout": "timeout"}[kind]
@@ -103,10 +108,11 @@ class TestConformance:
         assert arrangement.accepted() == [(TO, "Your number 012345678 …")]
 
     @pytest.mark.parametrize("code", [21211, 21610, 21614, 21408])
-    def test_permanent_refusals(self, arrangement: Arrangement, code: int) -> None:
-        """Invalid number, unsubscribed, not mobile, region off: permanent, with the code."""
+    def test_refusals_about_the_number(self, arrangement: Arrangement, code: int) -> None:
+        """Invalid number, unsubscribed, not mobile, region off: about the recipient, final,
+        with the code."""
         arrangement.refuse(TO, code)
-        with pytest.raises(PermanentGatewayError) as raised:
+        with pytest.raises(RecipientGatewayError) as raised:
             send(arrangement.gateway)
         assert raised.value.code == str(code)
         assert not raised.value.retryable
@@ -134,8 +140,8 @@ class TestConformance:
 class TestTwilioSpecifics:
     """What only the Twilio adapter does."""
 
-    def test_connection_refused_is_retryable(self) -> None:
-        """Nobody listening: retryable, coded "connection"."""
+    def test_connection_refused_is_the_operators_side(self) -> None:
+        """Nobody listening at the base URL: the operator's to fix, coded "connection"."""
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
@@ -147,17 +153,34 @@ class TestTwilioSpecifics:
                 base_url=f"http://127.0.0.1:{port}",
             )
         )
-        with pytest.raises(RetryableGatewayError) as raised:
+        with pytest.raises(OperatorGatewayError) as raised:
             send(gateway)
         assert raised.value.code == "connection"
 
-    def test_wrong_token_is_permanent(self) -> None:
-        """Twilio's 20003 (authenticate) will not fix itself: permanent."""
+    def test_wrong_token_is_the_operators_side(self) -> None:
+        """Twilio's 20003 (authenticate) is about the operator's credentials, not the number."""
         with TwilioTestServer() as server:
             gateway = _twilio(server, auth_token="wrong")
-            with pytest.raises(PermanentGatewayError) as raised:
+            with pytest.raises(OperatorGatewayError) as raised:
                 send(gateway)
         assert raised.value.code == "20003"
+
+    def test_wrong_account_is_the_operators_side(self) -> None:
+        """A wrong account SID (Twilio answers 20003 for it too) is the operator's to fix."""
+        with TwilioTestServer() as server:
+            gateway = _twilio(server, account_sid="AC" + "9" * 32)
+            with pytest.raises(OperatorGatewayError):
+                send(gateway)
+        assert server.accepted == []
+
+    @pytest.mark.parametrize("code", [21212, 21606, 21608, 20404, 30007])
+    def test_other_refusals_are_the_operators_side(self, code: int) -> None:
+        """A bad sender, a trial account, anything not about the number: never notice."""
+        with TwilioTestServer() as server:
+            server.set_faults(Faults(refuse={TO: code}))
+            with pytest.raises(OperatorGatewayError) as raised:
+                send(_twilio(server))
+        assert raised.value.code == str(code)
 
     def test_messaging_service_instead_of_a_number(self) -> None:
         """MessagingServiceSid goes out when no sender number is set."""

@@ -217,3 +217,102 @@ class TestTopupRows:
             ("8", "bad amount '-3'"),
         ]
         assert world.number(msisdn).validity_end == date(2026, 12, 20)
+
+
+class TestRowsFoundByTrial:
+    """Rows an operator's real exports hold (issue 8): each is a reject with its reason, or
+    read as the operator meant, never a whole file refused or a silent change."""
+
+    def test_foreign_numbers_extensions_and_the_00_prefix(
+        self, world: World, tmp_path: Path
+    ) -> None:
+        """A US number in a KH base is rejected; an extension is rejected, not dropped; 00855…
+        is read as +855…."""
+        path = write(
+            tmp_path,
+            HEADER
+            + "+1 202 555 0143,a,en,2026-12-01\n"  # 2: another country
+            + "012300073 ext. 5,b,km,2026-12-01\n"  # 3: an extension
+            + "0085512300063,c,km,2026-12-01\n",  # 4: the international prefix 00
+        )
+        summary = subscribers(world, path)
+        assert (summary.applied, summary.rejected) == (1, 2)
+        assert rejects(summary) == [
+            ("2", "bad msisdn: +12025550143 is a number of US; this base takes numbers of KH"),
+            ("3", "bad msisdn: '012300073 ext. 5' has an extension; a subscriber number has none"),
+        ]
+        assert world.number("+85512300063").owner_id == "c"
+
+    def test_allowed_regions_setting(self, world: World, tmp_path: Path) -> None:
+        """With allowed_regions = KH,US the same US number is welcome."""
+        chosen = world.with_settings(allowed_regions=["KH", "US"])
+        path = write(tmp_path, HEADER + "+1 202 555 0143,a,en,2026-12-01\n")
+        summary = import_subscribers(
+            chosen.database, path, chosen.settings, chosen.clock, actor="test"
+        )
+        assert (summary.applied, summary.rejected) == (1, 0)
+
+    def test_an_overlong_field_rejects_its_row_only(self, world: World, tmp_path: Path) -> None:
+        """5,000 characters in owner_id: that row is a reject; the file is not refused."""
+        path = write(
+            tmp_path,
+            HEADER + f"012300001,{'x' * 5000},km,2026-12-01\n" + "012300002,b,km,2026-12-01\n",
+        )
+        summary = subscribers(world, path)
+        assert (summary.applied, summary.rejected) == (1, 1)
+        assert rejects(summary) == [("2", "a field is longer than 4096 characters")]
+
+    def test_a_huge_line_is_rejected_in_bounded_memory(self, world: World, tmp_path: Path) -> None:
+        """A 50 MB line (a broken export) is a reject; reading it does not hold it all."""
+        path = tmp_path / "subscribers.csv"
+        with path.open("w", encoding="utf-8") as handle:
+            handle.write(HEADER)
+            handle.write("012300001,")
+            for _ in range(50):
+                handle.write("y" * 1_000_000)
+            handle.write(",km,2026-12-01\n012300002,b,km,2026-12-01\n")
+        summary = subscribers(world, path)
+        assert (summary.applied, summary.rejected) == (1, 1)
+        assert rejects(summary) == [("2", "the line is longer than 65536 characters")]
+
+    def test_bad_byte_names_its_own_line(self, world: World, tmp_path: Path) -> None:
+        """A Latin-1 byte on line 701 is reported on line 701."""
+        good = "".join(f"0170{index:05d},owner{index},km,2026-12-01\n" for index in range(699))
+        content = (
+            (HEADER + good).encode()
+            + "012345678,Andr\xe9,km,2026-12-01\n".encode("latin-1")
+            + b"012345679,x,km,2026-12-01\n"
+        )
+        with pytest.raises(CsvRefused, match=r"bad byte on line 701\b"):
+            subscribers(world, write(tmp_path, content))
+
+    def test_a_topup_that_does_not_move_validity_is_counted_as_such(
+        self, world: World, tmp_path: Path
+    ) -> None:
+        """Stored, recorded as an event, and counted `not_later`, not `extended`."""
+        msisdn = world.add_number(date(2026, 12, 31))
+        path = write(
+            tmp_path,
+            "topup_id,msisdn,topped_up_at,validity_end\n"
+            f"T1,{msisdn},2026-11-20T10:00,2026-12-20\n"
+            f"T2,{msisdn},2026-11-20T11:00,2027-01-20\n",
+            name="topups.csv",
+        )
+        first = import_topups(
+            world.database,
+            write(
+                tmp_path,
+                "topup_id,msisdn,topped_up_at,validity_end\n"
+                f"T1,{msisdn},2026-11-20T10:00,2026-12-20\n",
+                name="one.csv",
+            ),
+            world.settings,
+            world.clock,
+            actor="t",
+        )
+        assert first.outcomes == {"not_later": 1}
+        assert world.events_of(msisdn)[-1] == "topup.not_later"
+        assert world.number(msisdn).validity_end == date(2026, 12, 31)
+        both = import_topups(world.database, path, world.settings, world.clock, actor="t")
+        assert both.outcomes == {"extended": 1}
+        assert both.ignored == 1

@@ -8,12 +8,19 @@ import json
 import random
 from datetime import date, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from jobs.database.schema import warnings
 from jobs.sending.dispatcher import Dispatcher
 from notifier.console import ConsoleGateway
-from notifier.gateway import Gateway, PermanentGatewayError, RetryableGatewayError
+from notifier.gateway import (
+    Gateway,
+    OperatorGatewayError,
+    RecipientGatewayError,
+    RetryableGatewayError,
+)
+from notifier.message import Message
 from notifier.testing import InMemoryGateway
 from tests.support.world import World, as_of_noon
 
@@ -108,7 +115,7 @@ class TestGatewayErrors:
         world.fresh_feed(D)
         world.run(D)
         gateway = InMemoryGateway()
-        gateway.fail_next(RetryableGatewayError("503"), PermanentGatewayError("21211"))
+        gateway.fail_next(RetryableGatewayError("503"), RecipientGatewayError("21211"))
         report = dispatcher(world, gateway).drain()
         assert (report.sent, report.retried, report.failed) == (0, 1, 1)
         with world.database.read() as connection:
@@ -136,17 +143,79 @@ class TestGatewayErrors:
         world.clock.advance(timedelta(minutes=2))
         assert dispatcher(world, gateway).drain().sent == 1
 
-    def test_gives_up_after_max_attempts(self, world: World) -> None:
-        """The last allowed attempt that fails leaves the warning failed with the code."""
+    def test_blocked_after_max_attempts(self, world: World) -> None:
+        """A gateway that fails the message max_attempts times leaves it blocked (no notice:
+        the subscriber did nothing), and it goes out once the gateway takes it."""
         msisdn = world.add_number(D - timedelta(days=83))
         world.fresh_feed(D)
         world.run(D)
         gateway = InMemoryGateway()
-        gateway.fail_next(*(RetryableGatewayError("429") for _ in range(3)))
-        for _ in range(3):
-            dispatcher(world, gateway, max_attempts=3).drain()
+        gateway.fail_next(*(RetryableGatewayError("429") for _ in range(4)))
+        reports = []
+        for _ in range(4):
+            reports.append(dispatcher(world, gateway, max_attempts=3).drain())
             world.clock.advance(timedelta(hours=2))
-        assert world.warnings_of(msisdn) == [(1, 7, "failed")]
+        assert [report.retried for report in reports] == [1, 1, 0, 0]
+        assert [report.blocked for report in reports] == [0, 0, 1, 1]
+        assert world.warnings_of(msisdn) == [(1, 7, "blocked")]
+        assert world.events_of(msisdn)[-1] == "warning.blocked"
+        assert dispatcher(world, gateway, max_attempts=3).drain().sent == 1
+        assert world.warnings_of(msisdn) == [(1, 7, "sent")]
+
+
+class TestOperatorSide:
+    """A failure on the operator's side blocks the warning, stops the drain, and is no notice."""
+
+    @pytest.mark.parametrize(
+        "error",
+        [
+            OperatorGatewayError("20003", "Authenticate"),
+            OperatorGatewayError("connection", "refused"),
+            OSError("disk full"),  # an adapter breaking its contract
+        ],
+        ids=["credentials", "connection", "unexpected"],
+    )
+    def test_drain_stops_at_the_first_one(self, world: World, error: Exception) -> None:
+        """Twenty due warnings, one request: the rest are released untried and stay pending;
+        the one tried is blocked, its attempt uncounted."""
+        for _ in range(20):
+            world.add_number(D - timedelta(days=83))
+        world.fresh_feed(D)
+        world.run(D)
+
+        class Broken(InMemoryGateway):
+            async def send(self, message: Message) -> str:
+                self.attempts = getattr(self, "attempts", 0) + 1
+                raise error
+
+        gateway = Broken()
+        report = dispatcher(world, gateway, send_concurrency=1).drain()
+        assert gateway.attempts == 1
+        assert (report.sent, report.failed, report.blocked, report.retried) == (0, 0, 1, 0)
+        assert report.gateway_problem is not None
+        assert world.warning_states() == {"blocked": 1, "pending": 19}
+        with world.database.read() as connection:
+            attempts = connection.execute(
+                sa.select(warnings.c.attempts).where(warnings.c.state == "blocked")
+            ).scalar_one()
+        assert attempts == 0
+
+    def test_blocked_is_no_notice_and_goes_out_once_repaired(self, world: World) -> None:
+        """Blocked on D, the number is deferred on D+8; sent once the gateway works, it is
+        recycled seven days after that."""
+        world.clock.moment = as_of_noon(D, world.settings)
+        msisdn = world.add_number(D - timedelta(days=95))
+        world.fresh_feed(D + timedelta(days=16))
+        assert world.run(D, allow_mass_recycle=True).warnings_queued == {0: 1}
+        broken = InMemoryGateway()
+        broken.fail_next(OperatorGatewayError("20003", "Authenticate"))
+        assert dispatcher(world, broken).drain().blocked == 1
+        later = world.run(D + timedelta(days=8), allow_mass_recycle=True)
+        assert (later.recycled, later.deferred) == (0, 1)
+        assert not world.number(msisdn).in_pool
+        assert dispatcher(world, InMemoryGateway()).drain().sent == 1
+        assert world.run(D + timedelta(days=14), allow_mass_recycle=True).recycled == 0
+        assert world.run(D + timedelta(days=15), allow_mass_recycle=True).recycled == 1
 
 
 class TestMinimumNoticeEndToEnd:

@@ -75,6 +75,11 @@ _ERRORS = {
     21604: (400, "A 'To' phone number is required."),
     21610: (400, "Attempt to send to unsubscribed recipient"),
     21614: (400, "'To' number is not a valid mobile number"),
+    20404: (404, "The requested resource was not found"),
+    21212: (400, "Invalid 'From' Phone Number"),
+    21606: (400, "The 'From' phone number provided is not a valid message-capable number"),
+    21608: (400, "The number is unverified: trial accounts send to verified numbers only"),
+    30007: (400, "Message filtered by the carrier"),
 }
 
 

@@ -1,0 +1,64 @@
+"""The words recycler stores and prints, each defined once.
+
+Every state, outcome, cause and event type that lands in the database, in a metric label, on the
+command line or in a test comes from here: the schema's CHECK constraints are built from these
+enumerations, the SQL compares against their members, and nothing else spells them as bare
+strings. A new word starts here, and a migration adds it to the constraints.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = [
+    "CLAIMABLE_STATES",
+    "NOTICE_STATES",
+    "OPEN_STATES",
+    "RunOutcome",
+    "WarningState",
+    "one_of",
+]
+
+
+class WarningState(StrEnum):
+    """Where a warning stands in the outbox."""
+
+    PENDING = "pending"  # queued, waiting for a sender (or for its next attempt)
+    SENDING = "sending"  # claimed by a sender under a lease
+    # Not sent, for a reason on the operator's own side (credentials, configuration, an
+    # unreachable or failing gateway): retried by every sender, and never counted as notice.
+    BLOCKED = "blocked"
+    SENT = "sent"  # accepted by the gateway
+    DELIVERED = "delivered"  # the network confirmed delivery
+    # Refused for good for a reason about the subscriber's number (invalid, unsubscribed, not
+    # mobile): the subscriber cannot be reached, so the attempt counts as notice.
+    FAILED = "failed"
+    CANCELLED = "cancelled"  # its cycle ended before it went out; never sent
+
+
+# Still on its way to the subscriber: the nightly run gives such a cycle nothing more.
+OPEN_STATES = (WarningState.PENDING, WarningState.SENDING, WarningState.BLOCKED)
+# Final for the minimum-notice rule: the notice reached the network, or the number itself is
+# what cannot be reached.
+NOTICE_STATES = (WarningState.SENT, WarningState.DELIVERED, WarningState.FAILED)
+# What a sender may claim once it is due.
+CLAIMABLE_STATES = (WarningState.PENDING, WarningState.BLOCKED)
+
+
+class RunOutcome(StrEnum):
+    """How a nightly run ended."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    WITHHELD = "withheld"  # done, but a guard withheld recycling
+    # A date before the newest completed run: that run already did this date's work, so this
+    # one changed nothing; it does not count as a night's work, good or bad.
+    COVERED = "covered"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"  # stopped by a signal; kept nothing
+    ABANDONED = "abandoned"  # its process died; found by a later run
+
+
+def one_of(column: str, words: type[StrEnum]) -> str:
+    """A CHECK constraint's SQL: the column holds one of the enumeration's values."""
+    return f"{column} IN ({', '.join(repr(str(word)) for word in words)})"
