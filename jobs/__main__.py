@@ -1,5 +1,5 @@
 """``python -m jobs``: the same program as the ``recycler`` command."""
 
-from jobs.cli import main
+from jobs.launch import main
 
 main()

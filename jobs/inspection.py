@@ -26,7 +26,7 @@ from jobs.phone import number_from_user
 from jobs.rules import Phase, Rules, phase
 from jobs.sending.outbox import depth
 from jobs.settings import Settings
-from jobs.vocabulary import NOTICE_STATES, WarningState
+from jobs.vocabulary import NOTICE_STATES, RunOutcome, WarningState
 
 __all__ = ["NumberView", "StatusView", "number_view", "status_view"]
 
@@ -196,7 +196,8 @@ def status_view(
 
 
 def _last_run_problem(last_real: Any) -> str | None:
-    if last_real is not None and last_real.outcome in ("failed", "interrupted", "abandoned"):
+    failures = (RunOutcome.FAILED, RunOutcome.INTERRUPTED, RunOutcome.ABANDONED)
+    if last_real is not None and last_real.outcome in failures:
         return f"the last run ({last_real.id}) {last_real.outcome}"
     return None
 

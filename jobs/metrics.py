@@ -21,11 +21,9 @@ from prometheus_client import (
 from jobs.database.engine import Database
 from jobs.nightly.records import run_history
 from jobs.sending.outbox import depth
-from jobs.vocabulary import WarningState
+from jobs.vocabulary import RunOutcome, WarningState
 
 __all__ = ["Metrics"]
-
-_RUN_OUTCOMES = ("succeeded", "withheld", "failed", "interrupted", "abandoned", "running")
 
 
 class Metrics:
@@ -137,7 +135,7 @@ class Metrics:
         self.last_run_as_of.set(
             datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC).timestamp()
         )
-        for outcome in _RUN_OUTCOMES:
+        for outcome in RunOutcome:
             self.last_run_outcome.labels(outcome).set(1 if last.outcome == outcome else 0)
         for kind in ("recycled", "deferred", "withheld", "on_hold"):
             self.last_run_numbers.labels(kind).set(getattr(last, kind) or 0)

@@ -20,18 +20,55 @@ class InvalidNumber(ValueError):
     """Not a valid phone number."""
 
 
-def normalise(text: str, region: str) -> str:
-    """The number in E.164 (``+85512345678``); national forms are read in ``region``."""
+def normalise(text: str, region: str, allowed: frozenset[str] | None = None) -> str:
+    """The number in E.164 (``+85512345678``); national forms are read in ``region``.
+
+    A number with an extension is refused (a subscriber's number has none, and dropping it
+    would change what the row says); so is a number of a region outside ``allowed`` (None:
+    any). A number written with the international prefix 00 (``0085512345678``) is read as
+    +855…, as a person reading it would, also where the region's own prefix is another one.
+    """
     candidate = text.strip()
     if not candidate:
         raise InvalidNumber("empty phone number")
-    try:
-        parsed = phonenumbers.parse(candidate, region)
-    except phonenumbers.NumberParseException as error:
-        raise InvalidNumber(f"not a phone number: {candidate!r}") from error
+    parsed = _parse(candidate, region)
+    if (
+        (parsed is None or not _acceptable(parsed, allowed))
+        and candidate.startswith("00")
+        and (international := _parse("+" + candidate[2:], region)) is not None
+        and _acceptable(international, allowed)
+    ):
+        parsed = international
+    if parsed is None:
+        raise InvalidNumber(f"not a phone number: {candidate!r}")
+    if parsed.extension:
+        raise InvalidNumber(f"{candidate!r} has an extension; a subscriber number has none")
     if not phonenumbers.is_valid_number(parsed):
         raise InvalidNumber(f"not a valid number: {candidate!r}")
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    if allowed is not None:
+        number_region = phonenumbers.region_code_for_number(parsed)
+        if number_region not in allowed:
+            raise InvalidNumber(
+                f"{e164} is a number of {number_region}; this base takes numbers of "
+                f"{', '.join(sorted(allowed))}"
+            )
+    return e164
+
+
+def _parse(candidate: str, region: str) -> phonenumbers.PhoneNumber | None:
+    try:
+        return phonenumbers.parse(candidate, region)
+    except phonenumbers.NumberParseException:
+        return None
+
+
+def _acceptable(parsed: phonenumbers.PhoneNumber, allowed: frozenset[str] | None) -> bool:
+    return (
+        not parsed.extension
+        and phonenumbers.is_valid_number(parsed)
+        and (allowed is None or phonenumbers.region_code_for_number(parsed) in allowed)
+    )
 
 
 def number_from_user(text: str, region: str) -> str:

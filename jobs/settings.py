@@ -7,8 +7,10 @@ comma-separated (``RECYCLER_WARNING_DAYS=30,14,7,1``). Secrets are never read fr
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
+from collections.abc import Mapping
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -29,6 +31,9 @@ __all__ = [
 ]
 
 DEFAULT_DATABASE_FILE = "recycler.sqlite3"
+# Bounds no sensible setting reaches, and that keep every date computed from one in range.
+_LONGEST_DAYS = 3650
+_LONGEST_HOURS = 24 * 365
 _LONGEST_SPAN_DAYS = 31
 
 
@@ -118,6 +123,13 @@ def cron_trigger(expression: str, zone: ZoneInfo) -> CronTrigger:
     raise ValueError(f"not a crontab line: {expression!r} (expected 5 fields)")
 
 
+def _region(value: str) -> str:
+    region = value.upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError(f"unknown region {value!r}")
+    return region
+
+
 def _split_commas(value: Any) -> Any:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
@@ -128,7 +140,12 @@ class Settings(BaseSettings):
     """Every setting of recycler. Field names are the setting names of PRODUCT.md."""
 
     model_config = SettingsConfigDict(
-        env_prefix="RECYCLER_", extra="forbid", frozen=True, validate_default=True
+        env_prefix="RECYCLER_",
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+        # "inf" and "nan" parse as floats; no setting of recycler means either.
+        allow_inf_nan=False,
     )
 
     database_url: str = Field(
@@ -136,17 +153,29 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL; PostgreSQL as postgresql+psycopg://user@host/db",
     )
     timezone: str = Field(default="Asia/Phnom_Penh", description="the operator's time zone")
-    grace_days: int = Field(default=90, ge=1, description="days after V the owner keeps the number")
+    grace_days: int = Field(
+        default=90, ge=1, le=_LONGEST_DAYS, description="days after V the owner keeps the number"
+    )
     warning_days: Annotated[list[int], NoDecode] = Field(
         default=[30, 14, 7, 1], description="warning stages in days before grace end, descending"
     )
-    quarantine_days: int = Field(default=0, ge=0, description="days in the pool before sale")
-    min_notice_days: int = Field(default=7, ge=0, description="notice a recycle needs, in days")
-    max_feed_age_hours: float = Field(default=36, gt=0, description="top-up feed staleness limit")
+    quarantine_days: int = Field(
+        default=0, ge=0, le=_LONGEST_DAYS, description="days in the pool before sale"
+    )
+    min_notice_days: int = Field(
+        default=7, ge=0, le=365, description="notice a recycle needs, in days"
+    )
+    max_feed_age_hours: float = Field(
+        default=36, gt=0, le=_LONGEST_HOURS, description="top-up feed staleness limit"
+    )
     max_recycle_fraction: float = Field(
         default=0.02, ge=0, le=1, description="share of the base one run may recycle"
     )
     default_region: str = Field(default="KH", description="region for national-form numbers")
+    allowed_regions: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="regions whose numbers the base may hold (empty: the default region only)",
+    )
     console_outbox_path: Path | None = Field(
         default=None, description="file the console gateway appends to; stdout when unset"
     )
@@ -162,7 +191,10 @@ class Settings(BaseSettings):
     )
     send_window: str = Field(default="08:00-20:00", description="local sending hours")
     send_rate: float = Field(
-        default=10, ge=0, description="messages per second per sender process; 0: no limit"
+        default=10,
+        ge=0,
+        le=100_000,
+        description="messages per second per sender process; 0: no limit",
     )
     send_concurrency: int = Field(
         default=16, ge=1, le=1000, description="gateway requests in flight per sender"
@@ -172,15 +204,19 @@ class Settings(BaseSettings):
     )
     max_attempts: int = Field(default=8, ge=1, le=50, description="sends tried before failing")
     lease_seconds: float = Field(
-        default=300, gt=0, description="how long a claimed warning stays claimed"
+        default=300, gt=0, le=86_400, description="how long a claimed warning stays claimed"
     )
     max_segments: int = Field(default=3, ge=1, le=10, description="longest allowed SMS, in parts")
     max_run_age_hours: float = Field(
-        default=26, gt=0, description="status is unhealthy when the last good run is older"
+        default=26,
+        gt=0,
+        le=_LONGEST_HOURS,
+        description="status is unhealthy when the last good run is older",
     )
     max_send_lag_minutes: float = Field(
         default=60,
         gt=0,
+        le=10_080,
         description="status is unhealthy when a due warning waits longer inside sending hours",
     )
     max_failed_share: float = Field(
@@ -194,7 +230,10 @@ class Settings(BaseSettings):
         description="when the daemon runs the nightly job: crontab, in the operator's time zone",
     )
     send_poll_seconds: float = Field(
-        default=30, gt=0, description="how often the daemon's sender looks for due warnings"
+        default=30,
+        gt=0,
+        le=3600,
+        description="how often the daemon's sender looks for due warnings",
     )
     metrics_port: int | None = Field(
         default=None, ge=1, le=65535, description="the daemon serves Prometheus metrics here"
@@ -238,10 +277,17 @@ class Settings(BaseSettings):
     @field_validator("default_region")
     @classmethod
     def _known_region(cls, value: str) -> str:
-        region = value.upper()
-        if region not in phonenumbers.SUPPORTED_REGIONS:
-            raise ValueError(f"unknown region {value!r}")
-        return region
+        return _region(value)
+
+    @field_validator("allowed_regions", mode="before")
+    @classmethod
+    def _parse_regions(cls, value: Any) -> Any:
+        return _split_commas(value)
+
+    @field_validator("allowed_regions")
+    @classmethod
+    def _known_regions(cls, values: list[str]) -> list[str]:
+        return [_region(value) for value in values]
 
     @field_validator("send_window")
     @classmethod
@@ -262,6 +308,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 "use sqlite:///PATH or postgresql+psycopg://USER@HOST/DATABASE "
                 f"(got {value.split('://', maxsplit=1)[0]}://…)"
+            )
+        if value.startswith("sqlite://") and value.removeprefix("sqlite://").lstrip("/") in (
+            "",
+            ":memory:",
+        ):
+            # An in-memory database keeps nothing; usually a variable that was not set, as in
+            # sqlite:///$DB.
+            raise ValueError(
+                f"{value} names no file (an unset variable?); write sqlite:///PATH, e.g. "
+                f"sqlite:///{DEFAULT_DATABASE_FILE}"
             )
         return value
 
@@ -285,6 +341,11 @@ class Settings(BaseSettings):
                 "(RECYCLER_TWILIO_MESSAGING_SERVICE_SID)"
             )
         return self
+
+    @property
+    def regions(self) -> frozenset[str]:
+        """The regions whose numbers the base may hold."""
+        return frozenset(self.allowed_regions or [self.default_region])
 
     @property
     def zone(self) -> ZoneInfo:
@@ -319,6 +380,29 @@ def _describe(error: ValidationError) -> str:
         # A whole-model check names its setting inside the message itself.
         lines.append(f"setting {name}: {message}" if name else f"setting {message}")
     return "; ".join(lines)
+
+
+# RECYCLER_* variables that are not settings but are read elsewhere.
+_OTHER_VARIABLES = frozenset({"RECYCLER_CONFIG", "RECYCLER_FAILPOINTS"})
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """A sentence for each RECYCLER_* variable that is not a setting (a typo is otherwise
+    ignored without a word), with the setting it most likely meant."""
+    known = {f"RECYCLER_{name.upper()}" for name in Settings.model_fields}
+    sentences = []
+    for name in sorted(environ):
+        if (
+            not name.startswith("RECYCLER_")
+            or name in known
+            or name in _OTHER_VARIABLES
+            or name.startswith("RECYCLER_TEST_")
+        ):
+            continue
+        close = difflib.get_close_matches(name, sorted(known), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        sentences.append(f"{name} is not a setting of recycler{hint}; it is ignored")
+    return sentences
 
 
 def load_settings(config_path: Path | None = None, **overrides: Any) -> Settings:

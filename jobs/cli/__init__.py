@@ -23,7 +23,7 @@ from jobs.cli.safeguards import (
 )
 from jobs.cli.sending import send_command
 
-__all__ = ["cli", "main"]
+__all__ = ["cli"]
 
 
 @click.group(cls=RecyclerGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -56,8 +56,3 @@ cli.add_command(pool_group)
 cli.add_command(reassigned_command)
 cli.add_command(status_command)
 cli.add_command(number_command)
-
-
-def main() -> None:
-    """Entry point of the console script."""
-    cli(prog_name="recycler")

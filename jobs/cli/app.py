@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import sys
 from dataclasses import dataclass, field
+from datetime import date
 from functools import cached_property
 from pathlib import Path
 from typing import Any, NoReturn
@@ -14,16 +16,25 @@ import click
 import sqlalchemy.exc
 from rich.console import Console
 
-from jobs.clock import Clock, SystemClock
+from jobs.clock import Clock, SystemClock, out_of_range, parse_date
 from jobs.database.engine import Database
 from jobs.database.migrate import ensure_schema
 from jobs.errors import ExitCode, RecyclerError
 from jobs.logs import configure_logging
 from jobs.metrics import Metrics
-from jobs.settings import Settings, SettingsError, load_settings
+from jobs.settings import Settings, SettingsError, load_settings, unknown_variables
 from notifier.templates import TemplateBook, TemplateError
 
-__all__ = ["App", "RecyclerGroup", "emit_json", "fail", "pass_app", "write_metrics"]
+__all__ = [
+    "DATE",
+    "App",
+    "IsoDate",
+    "RecyclerGroup",
+    "emit_json",
+    "fail",
+    "pass_app",
+    "write_metrics",
+]
 
 
 def _operator() -> str:
@@ -46,7 +57,10 @@ class App:
 
     @cached_property
     def settings(self) -> Settings:
-        """The settings, read at first use and then fixed."""
+        """The settings, read at first use and then fixed; a RECYCLER_* variable that is not a
+        setting is named on standard error, since it would otherwise be ignored unseen."""
+        for sentence in unknown_variables(os.environ):
+            click.echo(f"warning: {sentence}", err=True)
         return load_settings(self.config_path)
 
     @cached_property
@@ -69,31 +83,85 @@ class App:
 pass_app = click.make_pass_decorator(App)
 
 
+class IsoDate(click.ParamType[date]):
+    """A date on the command line, YYYY-MM-DD, within the dates recycler accepts."""
+
+    name = "YYYY-MM-DD"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> date:
+        if isinstance(value, date):
+            return value
+        try:
+            day = parse_date(str(value))
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
+        problem = out_of_range(day, "the date")
+        if problem is not None:
+            self.fail(problem, param, ctx)
+        return day
+
+
+DATE = IsoDate()
+
+
 def emit_json(value: Any) -> None:
     """Print one JSON document on standard output."""
     click.echo(json.dumps(value, ensure_ascii=False, indent=2, default=str))
 
 
-def fail(message: str, code: int = ExitCode.FAILURE) -> NoReturn:
-    """Print an error and exit."""
-    click.echo(f"error: {message}", err=True)
+def fail(message: str, code: int = ExitCode.FAILURE, *, as_json: bool = False) -> NoReturn:
+    """Print an error and exit: a sentence on standard error, or under --json one JSON object
+    on standard output, so that a program reading the output always gets JSON."""
+    if as_json:
+        emit_json({"error": {"exit_code": code, "message": message}})
+    else:
+        click.echo(f"error: {message}", err=True)
     sys.exit(code)
 
 
 class RecyclerGroup(click.Group):
     """A group that turns recycler's own errors into a message and an exit code."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # Errors can come before the subcommand has read its own --json: note it now.
+        ctx.meta["recycler.json"] = "--json" in args
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
+        as_json = bool(ctx.meta.get("recycler.json"))
         try:
             return super().invoke(ctx)
         except RecyclerError as error:
-            fail(error.message, error.exit_code)
+            fail(error.message, error.exit_code, as_json=as_json)
         except SettingsError as error:
-            fail(f"invalid settings: {error}", ExitCode.INPUT_REFUSED)
+            fail(f"invalid settings: {error}", ExitCode.INPUT_REFUSED, as_json=as_json)
         except TemplateError as error:
-            fail(f"invalid templates: {error}", ExitCode.FAILURE)
+            fail(f"invalid templates: {error}", ExitCode.FAILURE, as_json=as_json)
         except sqlalchemy.exc.OperationalError as error:
-            fail(f"the database is not usable: {error.orig or error}", ExitCode.FAILURE)
+            fail(
+                f"the database is not usable: {error.orig or error}",
+                ExitCode.FAILURE,
+                as_json=as_json,
+            )
+        except KeyboardInterrupt:
+            # Ctrl-C, or SIGTERM (which means the same here): every transaction the command
+            # had open was rolled back on the way out.
+            fail(
+                "interrupted: stopped before finishing; nothing was applied",
+                ExitCode.FAILURE,
+                as_json=as_json,
+            )
+        except click.BadParameter as error:
+            if not as_json:
+                raise
+            hint = (
+                error.param.opts[0] if error.param is not None and error.param.opts else "a value"
+            )
+            fail(f"invalid value for {hint}: {error.message}", error.exit_code, as_json=True)
+        except click.ClickException as error:
+            if not as_json:
+                raise
+            fail(error.format_message(), error.exit_code, as_json=True)
 
 
 def write_metrics(app: App, database: Database, metrics: Metrics | None = None) -> None:

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
-from jobs.cli.app import App, configure, emit_json, pass_app
+from jobs.cli.app import DATE, App, configure, emit_json, pass_app
+from jobs.clock import parse_moment
 from jobs.errors import ExitCode, InputRefused
-from jobs.importing.common import parse_moment
 from jobs.importing.loader import ImportSummary
 from jobs.importing.subscribers import import_subscribers
 from jobs.importing.topups import import_topups
@@ -145,14 +145,14 @@ def import_topups_command(
 )
 @click.option(
     "--as-of",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
+    type=DATE,
     help="The date the base is built for (default today): its first run is a normal night.",
 )
 @click.option("--random-seed", type=int, default=1, show_default=True, help="Same seed, same base.")
 @_JSON
 @pass_app
 def seed_command(
-    app: App, subscribers: int, as_of: datetime | None, random_seed: int, as_json: bool
+    app: App, subscribers: int, as_of: date | None, random_seed: int, as_json: bool
 ) -> None:
     """Write a synthetic subscriber base for demos and benchmarks (numbers already present are
     left alone)."""
@@ -163,7 +163,7 @@ def seed_command(
         app.templates,
         app.clock,
         subscribers=subscribers,
-        as_of=as_of.date() if as_of else None,
+        as_of=as_of,
         random_seed=random_seed,
     )
     if as_json:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import signal
 import threading
-from datetime import datetime
+from datetime import date
 
 import click
 from rich.table import Table
 
-from jobs.cli.app import App, configure, emit_json, pass_app, write_metrics
+from jobs.cli.app import DATE, App, configure, emit_json, pass_app, write_metrics
 from jobs.errors import ExitCode, RunInterrupted
 from jobs.nightly import RunOptions, RunReport, run_nightly
 from jobs.rules import FINAL_NOTICE_STAGE
@@ -19,7 +19,7 @@ from jobs.rules import FINAL_NOTICE_STAGE
 @click.option(
     "--date",
     "as_of",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
+    type=DATE,
     help="The as-of date D (YYYY-MM-DD); default today in the operator's time zone.",
 )
 @click.option("--dry-run", is_flag=True, help="Do all the work, keep none of it; may look ahead.")
@@ -40,7 +40,7 @@ from jobs.rules import FINAL_NOTICE_STAGE
 @pass_app
 def run_command(
     app: App,
-    as_of: datetime | None,
+    as_of: date | None,
     dry_run: bool,
     as_json: bool,
     allow_mass_recycle: bool,
@@ -64,7 +64,7 @@ def run_command(
             app.templates,
             app.clock,
             RunOptions(
-                as_of=as_of.date() if as_of else None,
+                as_of=as_of,
                 dry_run=dry_run,
                 allow_mass_recycle=allow_mass_recycle,
                 actor=app.actor,

@@ -6,21 +6,20 @@ import csv
 import json
 import sys
 from collections.abc import Iterable
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.table import Table
 
-from jobs.cli.app import App, configure, emit_json, pass_app
+from jobs.cli.app import DATE, App, configure, emit_json, pass_app
 from jobs.clock import local_date
 from jobs.errors import InputRefused
 from jobs.safeguards.ownership import Change, Operator, hold, reinstate, release, sell, transfer
 from jobs.safeguards.pool import POOL_COLUMNS, Which, pool_entries
 from jobs.safeguards.reassigned import disconnections, reassigned
 
-_DATE = click.DateTime(formats=["%Y-%m-%d"])
 _REASON = click.option("--reason", required=True, help="Why (recorded with the change).")
 _ACTOR = click.option(
     "--actor", help="Who acts (recorded with the change); default: the operating-system user."
@@ -90,7 +89,8 @@ def transfer_command(
     actor: str | None,
     as_json: bool,
 ) -> None:
-    """Give an active or in-grace number to a new owner, with both owners' consent on record."""
+    """Give an active or in-grace number to a new owner, with both owners' consent on record
+    (a number past its grace end is due for recycling, and is refused)."""
     configure(app)
     change = transfer(
         app.database(),
@@ -110,7 +110,7 @@ def transfer_command(
 @click.argument("msisdn")
 @_REASON
 @click.option(
-    "--validity-end", type=_DATE, help="The validity end to give back (default: the old one)."
+    "--validity-end", type=DATE, help="The validity end to give back (default: the old one)."
 )
 @click.option(
     "--force",
@@ -124,7 +124,7 @@ def reinstate_command(
     app: App,
     msisdn: str,
     reason: str,
-    validity_end: datetime | None,
+    validity_end: date | None,
     force: bool,
     actor: str | None,
     as_json: bool,
@@ -141,7 +141,7 @@ def reinstate_command(
         app.clock,
         msisdn,
         _operator(app, actor, reason),
-        validity_end=validity_end.date() if validity_end else None,
+        validity_end=validity_end,
         force=force,
     )
     _report(change, as_json)
@@ -194,7 +194,7 @@ def pool_list_command(app: App, which: str | None, csv_path: Path | None, as_jso
 @click.argument("msisdn")
 @click.option("--owner", required=True, help="The buyer's owner id.")
 @click.option("--language", type=click.Choice(["km", "en"]), default="km", show_default=True)
-@click.option("--validity-end", type=_DATE, required=True, help="The new owner's validity end.")
+@click.option("--validity-end", type=DATE, required=True, help="The new owner's validity end.")
 @click.option("--reason", default="sale from the resale pool", show_default=True, help="Why.")
 @_ACTOR
 @_JSON
@@ -204,7 +204,7 @@ def pool_sell_command(
     msisdn: str,
     owner: str,
     language: str,
-    validity_end: datetime,
+    validity_end: date,
     reason: str,
     actor: str | None,
     as_json: bool,
@@ -219,14 +219,14 @@ def pool_sell_command(
         _operator(app, actor, reason),
         owner=owner,
         language=language,
-        validity_end=validity_end.date(),
+        validity_end=validity_end,
     )
     _report(change, as_json)
 
 
 @click.command("reassigned")
 @click.argument("msisdn")
-@click.option("--since", type=_DATE, help="The date to ask about (YYYY-MM-DD).")
+@click.option("--since", type=DATE, help="The date to ask about (YYYY-MM-DD).")
 @click.option("--month", help="With `export`: the month, YYYY-MM.")
 @click.option(
     "--csv",
@@ -239,7 +239,7 @@ def pool_sell_command(
 def reassigned_command(
     app: App,
     msisdn: str,
-    since: datetime | None,
+    since: date | None,
     month: str | None,
     csv_path: Path | None,
     as_json: bool,
@@ -253,11 +253,11 @@ def reassigned_command(
     """
     configure(app)
     if msisdn == "export":
-        _export(app, month, csv_path)
+        _export(app, month, csv_path, as_json)
         return
     if since is None:
         raise InputRefused("give the date to ask about: --since YYYY-MM-DD")
-    answer = reassigned(app.database(), app.settings, msisdn, since.date())
+    answer = reassigned(app.database(), app.settings, msisdn, since)
     if as_json:
         emit_json(answer.to_json())
         return
@@ -273,7 +273,7 @@ def reassigned_command(
     click.echo(f"{answer.answer}: {answer.msisdn} since {answer.since.isoformat()}: {detail}")
 
 
-def _export(app: App, month: str | None, csv_path: Path | None) -> None:
+def _export(app: App, month: str | None, csv_path: Path | None, as_json: bool) -> None:
     if month is None or csv_path is None:
         raise InputRefused("export needs --month YYYY-MM and --csv PATH")
     try:
@@ -283,7 +283,10 @@ def _export(app: App, month: str | None, csv_path: Path | None) -> None:
         raise InputRefused(f"--month {month!r} is not a month (YYYY-MM)") from None
     rows = disconnections(app.database(), app.settings, year, number)
     count = _write_csv(csv_path, rows, ["msisdn", "disconnected_on", "cause"])
-    click.echo(f"{count} numbers disconnected in {month}, written to {csv_path}")
+    if as_json:
+        emit_json({"month": month, "numbers": count, "csv": str(csv_path)})
+    else:
+        click.echo(f"{count} numbers disconnected in {month}, written to {csv_path}")
 
 
 def _write_csv(path: Path, rows: Iterable[dict[str, Any]], fieldnames: list[str]) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -22,30 +21,7 @@ __all__ = [
     "cancel_open_warnings",
     "insert_topups",
     "lock_numbers",
-    "parse_date",
-    "parse_moment",
 ]
-
-
-def parse_date(text: str) -> date:
-    """An ISO 8601 calendar date, ``2026-11-25``."""
-    if not text:
-        raise ValueError("empty")
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a date (YYYY-MM-DD)") from None
-
-
-def parse_moment(text: str, zone: ZoneInfo) -> datetime:
-    """An ISO 8601 date and time; without an offset it is the operator's local time."""
-    if not text:
-        raise ValueError("empty")
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not an ISO 8601 date and time") from None
-    return moment.replace(tzinfo=zone) if moment.tzinfo is None else moment
 
 
 def lock_numbers(connection: Connection, staging: sa.Table) -> None:

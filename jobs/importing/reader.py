@@ -12,15 +12,17 @@ import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from jobs.errors import InputRefused
 
 __all__ = ["CsvFile", "CsvFormat", "CsvRefused", "RawRow"]
 
-# Far longer than any honest field; csv's own default (128 KiB) would let a broken quote swallow
-# the rest of a large file into one field before failing.
-_FIELD_LIMIT = 4096
+# A field longer than this is refused with its row; a physical line longer than the other
+# limit is refused with its row without ever being held whole (a broken quote or a binary blob
+# can make a "line" of many megabytes).
+FIELD_LIMIT = 4096
+LINE_LIMIT = 65_536
 
 
 class CsvRefused(InputRefused):
@@ -85,31 +87,46 @@ class CsvFile:
         were yielded (a byte that is not UTF-8 may come late): callers apply nothing until the
         end.
         """
-        csv.field_size_limit(_FIELD_LIMIT)
+        csv.field_size_limit(LINE_LIMIT)
         try:
             binary = self.path.open("rb")
         except OSError as error:
             raise CsvRefused(f"cannot read {self.path}: {error.strerror}") from None
-        counting = _CountingReader(binary, self.on_progress)
-        text = io.TextIOWrapper(
-            io.BufferedReader(counting), encoding="utf-8-sig", errors="strict", newline=""
-        )
-        reader = csv.reader(text, strict=True)
+        self._overlong: set[int] = set()
+        counting = io.BufferedReader(_CountingReader(binary, self.on_progress))
+        reader = csv.reader(self._lines(counting), strict=True)
         try:
             yield from self._rows(reader)
-        except UnicodeDecodeError:
-            raise CsvRefused(
-                f"{self.path.name} is not UTF-8 text (bad byte near line {reader.line_num + 1}); "
-                "export it as UTF-8 CSV"
-            ) from None
         except csv.Error as error:
             raise CsvRefused(
                 f"{self.path.name} is not a readable CSV file (line {reader.line_num}): {error}"
             ) from None
         finally:
-            text.close()
+            counting.close()
 
-    def _rows(self, reader: Iterator[list[str]]) -> Iterator[RawRow]:
+    def _lines(self, binary: io.BufferedIOBase) -> Iterator[str]:
+        """The file's lines as text, each decoded on its own so that a bad byte is reported on
+        its own line, and each bounded: an overlong line is skipped in pieces and stands as a
+        blank line, remembered by number."""
+        number = 0
+        while raw := binary.readline(LINE_LIMIT + 1):
+            number += 1
+            if len(raw) > LINE_LIMIT:
+                while not raw.endswith(b"\n") and (raw := binary.readline(LINE_LIMIT)):
+                    pass
+                self._overlong.add(number)
+                yield "\n"
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise CsvRefused(
+                    f"{self.path.name} is not UTF-8 text (bad byte on line {number}); "
+                    "export it as UTF-8 CSV"
+                ) from None
+            yield text.removeprefix("\ufeff") if number == 1 else text
+
+    def _rows(self, reader: Any) -> Iterator[RawRow]:
         header = next(reader, None)
         while header is not None and not any(field.strip() for field in header):
             header = next(reader, None)
@@ -121,11 +138,16 @@ class CsvFile:
         _check_header(self.path, columns, self.csv_format)
         self.columns = columns
         optional = self.csv_format.optional
-        line_number = getattr(reader, "line_num", 0)
         for raw in reader:
-            line = getattr(reader, "line_num", line_number)
+            line = reader.line_num
+            if line in self._overlong:
+                yield RawRow(line, {}, [], f"the line is longer than {LINE_LIMIT} bytes")
+                continue
             if not any(field.strip() for field in raw):
                 continue  # blank lines carry nothing
+            if max(map(len, raw)) > FIELD_LIMIT:
+                yield RawRow(line, {}, [], f"a field is longer than {FIELD_LIMIT} characters")
+                continue
             fields = raw
             # Trailing optional columns may be left off entirely, as many exports do.
             missing = columns[len(raw) :]

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from jobs.clock import Clock
+from jobs.clock import Clock, out_of_range, parse_date
 from jobs.database.audit import record_events
 from jobs.database.engine import Database
 from jobs.database.schema import (
@@ -45,7 +45,9 @@ def _parse(row: RawRow, raw_text: str, context: ImportContext) -> tuple[Any, ...
         return refused(row.problem)
     fields = row.fields
     try:
-        msisdn = normalise(fields["msisdn"], context.settings.default_region)
+        msisdn = normalise(
+            fields["msisdn"], context.settings.default_region, context.settings.regions
+        )
     except InvalidNumber as error:
         return refused(f"bad msisdn: {error}")
     owner = fields["owner_id"]
@@ -57,9 +59,12 @@ def _parse(row: RawRow, raw_text: str, context: ImportContext) -> tuple[Any, ...
     if language not in LANGUAGES:
         return refused(f"unknown language {fields['language']!r} (expected km or en)")
     try:
-        validity_end = common.parse_date(fields["validity_end"])
+        validity_end = parse_date(fields["validity_end"])
     except ValueError as error:
         return refused(f"bad validity_end: {error}")
+    problem = out_of_range(validity_end, "validity_end")
+    if problem is not None:
+        return refused(problem)
     return (row.line, raw_text, msisdn, owner, language, validity_end, None)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from jobs.clock import Clock, local_date
+from jobs.clock import Clock, local_date, out_of_range, parse_date, parse_moment
 from jobs.database.audit import record_events
 from jobs.database.engine import Database
 from jobs.database.schema import numbers, ownerships, resale_pool, topups
@@ -51,19 +51,26 @@ def _parse(row: RawRow, raw_text: str, context: ImportContext) -> tuple[Any, ...
     if len(topup_id) > _MAX_ID:
         return refused(f"topup_id longer than {_MAX_ID} characters")
     try:
-        msisdn = normalise(fields["msisdn"], context.settings.default_region)
+        msisdn = normalise(
+            fields["msisdn"], context.settings.default_region, context.settings.regions
+        )
     except InvalidNumber as error:
         return refused(f"bad msisdn: {error}")
     try:
-        topped_up_at = common.parse_moment(fields["topped_up_at"], context.settings.zone)
+        topped_up_at = parse_moment(fields["topped_up_at"], context.settings.zone)
     except ValueError as error:
         return refused(f"bad topped_up_at: {error}")
     if topped_up_at > context.now + _CLOCK_TOLERANCE:
         return refused(f"topped_up_at {fields['topped_up_at']} is in the future")
     try:
-        validity_end = common.parse_date(fields["validity_end"])
+        validity_end = parse_date(fields["validity_end"])
     except ValueError as error:
         return refused(f"bad validity_end: {error}")
+    problem = out_of_range(validity_end, "validity_end") or out_of_range(
+        local_date(topped_up_at, context.settings.zone), "topped_up_at"
+    )
+    if problem is not None:
+        return refused(problem)
     if validity_end < local_date(topped_up_at, context.settings.zone):
         return refused("validity_end is before the day of the top-up")
     amount: Decimal | None = None
@@ -130,7 +137,33 @@ def _merge(
         import_id=import_id,
         moved_validity=table.c.validity_end > numbers.c.validity_end,
     )
-    connection.execute(sa.update(table).where(good).values(outcome="applied"))
+    # A top-up whose validity end is not later than the number's changes nothing but is kept,
+    # counted and recorded for what it is.
+    connection.execute(
+        sa.update(table)
+        .where(good, table.c.msisdn == numbers.c.msisdn)
+        .values(
+            outcome=sa.case(
+                (table.c.validity_end > numbers.c.validity_end, "extended"), else_="not_later"
+            )
+        )
+    )
+    record_events(
+        connection,
+        table.join(numbers, numbers.c.msisdn == table.c.msisdn),
+        table.c.outcome == "not_later",
+        now=context.now,
+        actor=context.actor,
+        event_type="topup.not_later",
+        msisdn=table.c.msisdn,
+        reason=sa.literal("top-up ")
+        + table.c.topup_id
+        + sa.literal(": its validity end is not later than the number's; nothing changed"),
+        owner_id=numbers.c.owner_id,
+        cycle=numbers.c.cycle,
+        validity_end_before=numbers.c.validity_end,
+        validity_end_after=table.c.validity_end,
+    )
     _move_validity(connection, table, context)
 
 
@@ -140,7 +173,7 @@ def _move_validity(connection: Connection, table: sa.Table, context: ImportConte
             table.c.msisdn.label("msisdn"),
             sa.func.max(table.c.validity_end).label("validity_end"),
         )
-        .where(table.c.outcome == "applied")
+        .where(table.c.outcome == "extended")
         .group_by(table.c.msisdn)
         .subquery("newest")
     )

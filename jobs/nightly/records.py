@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 
 from jobs.database.engine import Database
 from jobs.database.schema import runs
+from jobs.vocabulary import RunOutcome
 
 __all__ = [
     "COMPLETED",
@@ -25,7 +26,10 @@ __all__ = [
 ]
 
 # A run that did the night's work: real (not dry), and succeeded or withheld only recycling.
-COMPLETED = sa.and_(runs.c.dry_run.is_(sa.false()), runs.c.outcome.in_(("succeeded", "withheld")))
+COMPLETED = sa.and_(
+    runs.c.dry_run.is_(sa.false()),
+    runs.c.outcome.in_((RunOutcome.SUCCEEDED, RunOutcome.WITHHELD)),
+)
 
 
 @dataclass
@@ -37,7 +41,7 @@ class RunReport:
     dry_run: bool
     started_at: datetime
     catch_up: bool = False
-    outcome: str = "running"
+    outcome: RunOutcome = RunOutcome.RUNNING
     finished_at: datetime | None = None
     warnings_queued: dict[int, int] = field(default_factory=dict)
     recycled: int = 0
@@ -73,9 +77,9 @@ def abandon_dead_runs(database: Database, now: datetime) -> list[int]:
     with database.write() as connection:
         rows = connection.execute(
             sa.update(runs)
-            .where(runs.c.outcome == "running")
+            .where(runs.c.outcome == RunOutcome.RUNNING)
             .values(
-                outcome="abandoned",
+                outcome=RunOutcome.ABANDONED,
                 finished_at=now,
                 message="the process ended before finishing the run; the next run redid its work",
             )
@@ -97,7 +101,7 @@ def start_run(
                     dry_run=dry_run,
                     catch_up=catch_up,
                     started_at=now,
-                    outcome="running",
+                    outcome=RunOutcome.RUNNING,
                     actor=actor,
                     host=socket.gethostname()[:255],
                     pid=os.getpid(),
@@ -131,7 +135,9 @@ def finish_run(database: Database, report: RunReport) -> None:
 class RunHistory:
     """What health checks and metrics need to know of past runs."""
 
-    last: Any  # the newest real run that is no longer running, as a row; None before any
+    # The newest real run that is over and did (or failed to do) a night's work, as a row;
+    # None before any. A covered run did nothing and says nothing about health.
+    last: Any
     last_completed_at: datetime | None  # when the newest completed run finished
 
 
@@ -139,7 +145,10 @@ def run_history(connection: Connection) -> RunHistory:
     """The newest finished real run and the newest completion, in two indexed queries."""
     last = connection.execute(
         sa.select(runs)
-        .where(runs.c.dry_run.is_(sa.false()), runs.c.outcome != "running")
+        .where(
+            runs.c.dry_run.is_(sa.false()),
+            runs.c.outcome.not_in((RunOutcome.RUNNING, RunOutcome.COVERED)),
+        )
         .order_by(runs.c.id.desc())
         .limit(1)
     ).first()

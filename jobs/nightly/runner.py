@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.engine import Connection
 
-from jobs.clock import Clock, local_date
+from jobs.clock import EARLIEST_DATE, Clock, local_date
 from jobs.database.engine import Database
 from jobs.database.locks import LockBusy, run_lock
 from jobs.database.schema import runs
 from jobs.errors import (
     AlreadyRan,
     FutureDateError,
+    InputRefused,
     RecyclerError,
     RunInProgress,
     RunInterrupted,
@@ -33,9 +34,13 @@ from jobs.nightly.records import (
 )
 from jobs.rules import Guard, Rules, feed_is_stale, mass_recycle_tripped
 from jobs.settings import Settings
+from jobs.vocabulary import RunOutcome
 from notifier.templates import TemplateBook
 
-__all__ = ["RunOptions", "rules_of", "run_nightly"]
+__all__ = ["LONGEST_LOOK_AHEAD_DAYS", "RunOptions", "rules_of", "run_nightly"]
+
+# How far ahead a dry run may look: a year and a day covers every question about the calendar.
+LONGEST_LOOK_AHEAD_DAYS = 366
 
 log = structlog.get_logger(__name__)
 
@@ -85,6 +90,16 @@ def run_nightly(
             f"refusing to run for {as_of.isoformat()}: it is after today ({today.isoformat()}) "
             f"in {settings.timezone}, and would recycle numbers early. "
             "Use --dry-run to look ahead."
+        )
+    if as_of > today + timedelta(days=LONGEST_LOOK_AHEAD_DAYS):
+        raise InputRefused(
+            f"refusing to look at {as_of.isoformat()}: it is more than "
+            f"{LONGEST_LOOK_AHEAD_DAYS} days ahead of today ({today.isoformat()})"
+        )
+    if as_of < EARLIEST_DATE:
+        raise InputRefused(
+            f"refusing to run for {as_of.isoformat()}: it is before {EARLIEST_DATE.isoformat()}, "
+            "earlier than any date recycler keeps"
         )
     missing = {"km", "en"} - templates.languages
     if missing:
@@ -147,7 +162,7 @@ def _locked_run(
         failpoint("run.committed")
     except BaseException as error:
         interrupted = isinstance(error, RunInterrupted | KeyboardInterrupt | SystemExit)
-        report.outcome = "interrupted" if interrupted else "failed"
+        report.outcome = RunOutcome.INTERRUPTED if interrupted else RunOutcome.FAILED
         report.messages.append(f"{type(error).__name__}: {error}")
         report.warnings_queued, report.recycled = {}, 0
         report.finished_at = clock.now()
@@ -159,7 +174,8 @@ def _locked_run(
         raise
     finally:
         structlog.contextvars.unbind_contextvars("run_id")
-    report.outcome = "withheld" if report.guards else "succeeded"
+    if report.outcome is RunOutcome.RUNNING:
+        report.outcome = RunOutcome.WITHHELD if report.guards else RunOutcome.SUCCEEDED
     report.finished_at = clock.now()
     finish_run(database, report)
     log.info(
@@ -195,6 +211,7 @@ def _apply(
             f"{scope.as_of.isoformat()} is before the newest completed run "
             f"({newest.isoformat()}), which already covered it: nothing queued or recycled"
         )
+        report.outcome = RunOutcome.COVERED
         return
     load_frames(connection, build_frames(scope.as_of, scope.rules, templates))
     steps.queue_warnings(connection, scope)
@@ -259,7 +276,7 @@ def _lock_holder_message(database: Database) -> str:
     with database.read() as connection:
         holder = connection.execute(
             sa.select(runs.c.id, runs.c.as_of, runs.c.started_at, runs.c.host, runs.c.pid)
-            .where(runs.c.outcome == "running")
+            .where(runs.c.outcome == RunOutcome.RUNNING)
             .order_by(runs.c.id.desc())
             .limit(1)
         ).first()

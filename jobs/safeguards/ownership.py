@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -341,6 +341,12 @@ def transfer(
             )
         if number.owner_id == to_owner:
             raise InputRefused(f"{number.msisdn} already belongs to {to_owner}")
+        grace_end = number.validity_end + timedelta(days=settings.grace_days)
+        if grace_end < session.today:
+            raise InputRefused(
+                f"{number.msisdn} is past its grace end ({grace_end.isoformat()}): it is due "
+                "for recycling, and only an active or in-grace number can be transferred"
+            )
         current = session.open_ownership(number.msisdn)
         assert current is not None, "an owned number always has an open ownership"
         session.end_ownership(current.id, "transfer", operator.actor, operator.reason)
@@ -394,6 +400,11 @@ def reinstate(
             previous, current = _taken_from(session, number, force)
             session.end_ownership(current.id, "reinstatement", operator.actor, operator.reason)
         new_end = validity_end or previous.final_validity_end
+        if validity_end is not None and validity_end < session.today:
+            raise InputRefused(
+                f"--validity-end {validity_end.isoformat()} is already past: a reinstatement "
+                "gives the owner valid credit back"
+            )
         ownership_id = session.start_ownership(
             number.msisdn,
             previous.owner_id,

@@ -72,7 +72,8 @@ class TestDates:
             (["--date", "2026-02-30"], "2026-02-30 is not a date: day is out of range for month"),
             (["--date", "26-02-03"], "'26-02-03' is not a date (YYYY-MM-DD)"),
             (["--date", "0001-01-01"], "is before 2000-01-01"),
-            (["--dry-run", "--date", "9999-12-31"], "more than 366 days ahead"),
+            (["--dry-run", "--date", "9999-12-31"], "the date 9999-12-31 is after 2199-12-31"),
+            (["--dry-run", "--date", "2199-12-31"], "more than 366 days ahead"),
         ],
     )
     def test_run_dates(self, world: World, arguments: list[str], message: str) -> None:

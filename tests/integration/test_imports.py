@@ -111,7 +111,7 @@ class TestSubscribers:
         assert (summary.rows_read, summary.applied, summary.rejected) == (10, 2, 8)
         assert rejects(summary) == [
             ("3", "bad msisdn: not a valid number: '0999'"),
-            ("4", "bad validity_end: '2026-02-30' is not a date (YYYY-MM-DD)"),
+            ("4", "bad validity_end: 2026-02-30 is not a date: day is out of range for month"),
             ("5", "unknown language 'fr' (expected km or en)"),
             ("6", "empty owner_id"),
             ("7", "duplicate of line 2"),
@@ -273,7 +273,7 @@ class TestRowsFoundByTrial:
             handle.write(",km,2026-12-01\n012300002,b,km,2026-12-01\n")
         summary = subscribers(world, path)
         assert (summary.applied, summary.rejected) == (1, 1)
-        assert rejects(summary) == [("2", "the line is longer than 65536 characters")]
+        assert rejects(summary) == [("2", "the line is longer than 65536 bytes")]
 
     def test_bad_byte_names_its_own_line(self, world: World, tmp_path: Path) -> None:
         """A Latin-1 byte on line 701 is reported on line 701."""
