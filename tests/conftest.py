@@ -171,3 +171,18 @@ def another_database(
     if postgres_server is not None and kind == "postgresql":
         for url in created:
             postgres_server.drop(url)
+
+
+# Markers for tests that drive a real program from Debian's packages; without it they are
+# skipped with the package to install, and `.ci/run` (which installs them) fails on any skip.
+_PROGRAMS = {"needs_faketime": ("faketime", "faketime")}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Skip, naming the package, the tests whose program this machine lacks."""
+    for item in items:
+        for marker, (program, package) in _PROGRAMS.items():
+            if item.get_closest_marker(marker) is not None and shutil.which(program) is None:
+                item.add_marker(
+                    pytest.mark.skip(reason=f"needs {program} (apt-get install {package})")
+                )
