@@ -207,6 +207,26 @@ class TestTransfer:
         assert story.events[-1]["details"]["from_owner"] == "alice"
         assert world.warnings_of(msisdn) == [(1, 7, "cancelled")]
 
+    def test_past_grace_is_refused(self, world: World) -> None:
+        """A number past its grace end is due for recycling, not for a transfer."""
+        world.clock.moment = as_of_noon(D, world.settings)
+        msisdn = world.add_number(D - timedelta(days=91), owner_id="alice")
+        refused = unchanged(
+            world,
+            msisdn,
+            lambda: transfer(
+                world.database,
+                world.settings,
+                world.clock,
+                msisdn,
+                CARE,
+                to_owner="bob",
+                consent_current="SIGNED-ALICE-1",
+                consent_new="SIGNED-BOB-1",
+            ),
+        )
+        assert "is past its grace end (2026-11-19)" in refused
+
     def test_refusals(self, world: World) -> None:
         """One consent only, a blank one, a held number, a pool number, the same owner."""
         msisdn = world.add_number(D, owner_id="alice")

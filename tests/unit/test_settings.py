@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from datetime import time
+from datetime import datetime, time, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -159,3 +160,37 @@ class TestSendWindow:
         assert window.contains(time(8))
         assert not window.contains(time(20))
         assert not window.contains(time(7, 59))
+
+
+class TestTimeInsideTheWindow:
+    """How long a wait counts against the send lag: only the part inside sending hours."""
+
+    ZONE = ZoneInfo("Asia/Phnom_Penh")
+
+    def moment(self, day: int, hour: int, minute: int = 0) -> datetime:
+        return datetime(2026, 11, day, hour, minute, tzinfo=self.ZONE)
+
+    def test_evening_wait_after_the_window_closed(self) -> None:
+        """Due 18:08, looked at 20:50: 1 h 52 min inside 08:00-20:00."""
+        window = SendWindow.parse("08:00-20:00")
+        waited = window.time_inside(self.moment(25, 18, 8), self.moment(25, 20, 50), self.ZONE)
+        assert waited == timedelta(hours=1, minutes=52)
+
+    def test_across_the_night(self) -> None:
+        """Due 18:08, looked at 08:30 the next morning: 1 h 52 min plus 30 min."""
+        window = SendWindow.parse("08:00-20:00")
+        waited = window.time_inside(self.moment(25, 18, 8), self.moment(26, 8, 30), self.ZONE)
+        assert waited == timedelta(hours=2, minutes=22)
+
+    def test_always_open(self) -> None:
+        """00:00-24:00: the whole wait counts, days included."""
+        window = SendWindow.parse("00:00-24:00")
+        waited = window.time_inside(self.moment(24, 10), self.moment(26, 10), self.ZONE)
+        assert waited == timedelta(days=2)
+
+    def test_nothing_inside(self) -> None:
+        """Due at 21:00, looked at 07:00: no wait counts."""
+        window = SendWindow.parse("08:00-20:00")
+        assert window.time_inside(self.moment(25, 21), self.moment(26, 7), self.ZONE) == timedelta(
+            0
+        )

@@ -1,0 +1,100 @@
+"""The health checks of `recycler status` that issue 8 found wanting: a sender that stalled
+near the end of sending hours, blocked warnings, and a day of refusals."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import sqlalchemy as sa
+
+from jobs.database.schema import warnings
+from jobs.inspection import status_view
+from jobs.nightly import rules_of
+from tests.support.world import World
+
+D = date(2026, 11, 25)
+
+
+def local(world: World, hour: int, minute: int = 0, day: date = D) -> datetime:
+    """A local moment on day D, in UTC."""
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=world.settings.zone)
+
+
+def checks(world: World) -> dict[str, str | None]:
+    view = status_view(world.database, world.settings, world.clock, rules_of(world.settings))
+    return view.checks
+
+
+class TestSendLagAcrossTheWindow:
+    """Waiting counts inside sending hours, whatever time it is now."""
+
+    def test_stalled_at_the_end_of_the_day(self, world: World) -> None:
+        """Queued 18:08, still pending at 20:50 (window 08:00-20:00): 112 min, unhealthy; at
+        23:00 still unhealthy; the next morning at 08:30, 142 min."""
+        world.record_run(D, local(world, 1, 35).astimezone(UTC))
+        world.queue_warnings(1)
+        with world.database.write() as connection:
+            connection.execute(
+                sa.update(warnings).values(
+                    next_attempt_at=local(world, 18, 8), queued_at=local(world, 18, 8)
+                )
+            )
+        world.clock.moment = local(world, 20, 50).astimezone(UTC)
+        assert checks(world)["send_lag"] == (
+            "a due warning has waited 112 min inside sending hours, more than 60 min: is a "
+            "sender running?"
+        )
+        world.clock.moment = local(world, 8, 30, D + timedelta(days=1)).astimezone(UTC)
+        problem = checks(world)["send_lag"]
+        assert problem is not None
+        assert "waited 142 min" in problem
+
+    def test_a_short_evening_wait_is_fine(self, world: World) -> None:
+        """Queued 19:30, looked at 23:00: 30 min inside the window, healthy."""
+        world.queue_warnings(1)
+        with world.database.write() as connection:
+            connection.execute(sa.update(warnings).values(next_attempt_at=local(world, 19, 30)))
+        world.clock.moment = local(world, 23).astimezone(UTC)
+        assert checks(world)["send_lag"] is None
+
+
+class TestRefusals:
+    """Blocked warnings and a day of refusals show."""
+
+    def test_blocked_warnings_make_the_gateway_check_fail(self, world: World) -> None:
+        """Three blocked by a wrong token: named with the cause."""
+        world.queue_warnings(3)
+        with world.database.write() as connection:
+            connection.execute(
+                sa.update(warnings).values(
+                    state="blocked", error_code="20003", error_message="20003: Authenticate"
+                )
+            )
+        problem = checks(world)["gateway"]
+        assert problem is not None
+        assert problem.startswith("3 warnings could not be sent for a reason on the operator's")
+        assert "20003: Authenticate" in problem
+
+    def test_eight_failed_and_none_sent(self, world: World) -> None:
+        """All of the day's finished warnings refused: unhealthy; half of ten is not."""
+        world.queue_warnings(10)
+        now = world.clock.now()
+        with world.database.write() as connection:
+            ids = [row.id for row in connection.execute(sa.select(warnings.c.id))]
+            connection.execute(
+                sa.update(warnings)
+                .where(warnings.c.id.in_(ids[:8]))
+                .values(state="failed", error_code="21211", final_at=now, final_on=now.date())
+            )
+        problem = checks(world)["send_failures"]
+        assert problem == (
+            "8 of the 8 warnings finished in the last 24 h were refused for their numbers, "
+            "more than 50%"
+        )
+        with world.database.write() as connection:
+            connection.execute(
+                sa.update(warnings)
+                .where(warnings.c.id.in_(ids[3:]))
+                .values(state="sent", final_at=now, final_on=now.date())
+            )
+        assert checks(world)["send_failures"] is None
