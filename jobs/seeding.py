@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from jobs.clock import Clock, local_date
-from jobs.database.engine import Database
+from jobs.database.engine import BaseLock, Database
 from jobs.database.functions import add_days
 from jobs.database.schema import (
     UtcDateTime,
@@ -226,7 +226,7 @@ def seed(
     zone = settings.zone
     day = as_of or local_date(now, zone)
     plan = _Plan(as_of=day, rules=rules_of(settings))
-    with database.write() as connection:
+    with database.write(lock=BaseLock.EXCLUSIVE) as connection:
         staging = StagingTable(connection, seed_staging)
         staging.load(_rows(random_seed, subscribers, plan, zone))
         staging.index("msisdn")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,34 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
-__all__ = ["Database"]
+__all__ = ["BASE_LOCK_KEY", "BaseLock", "Database", "is_transient"]
+
+# The key of the base lock (see BaseLock): "recycler base" in ASCII, truncated to a bigint.
+BASE_LOCK_KEY = 0x7265_6379_6261_7365 & 0x7FFF_FFFF_FFFF_FFFF
+# SQLSTATEs a transaction may simply be tried again after: deadlock, serialization failure.
+_TRANSIENT = frozenset({"40P01", "40001"})
+
+
+class BaseLock(StrEnum):
+    """How a writing transaction holds the base lock, taken before anything else it does.
+
+    Every transaction that changes numbers, ownerships or warnings takes it: the nightly run,
+    the imports, the seed and the safeguards exclusively, the senders shared among themselves.
+    Since no row lock is ever taken before it, two of these can only wait for one another on
+    the base lock itself, never in a cycle: no deadlock, whatever the timing. Readers take
+    nothing (PostgreSQL's snapshots never block them). SQLite needs none: its write
+    transactions already take the one database lock first.
+    """
+
+    EXCLUSIVE = "exclusive"
+    SHARED = "shared"
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether the database refused a transaction in a way that trying it again can cure."""
+    code = getattr(getattr(error, "orig", None), "sqlstate", None)
+    return code in _TRANSIENT
+
 
 # How long a SQLite writer waits for another one before giving up, in milliseconds.
 _SQLITE_BUSY_TIMEOUT_MS = 60_000
@@ -66,13 +94,18 @@ class Database:
 
     @contextmanager
     def write(
-        self, *, commit: bool = True, sqlite_foreign_keys: bool = True
+        self,
+        *,
+        commit: bool = True,
+        lock: BaseLock | None = None,
+        sqlite_foreign_keys: bool = True,
     ) -> Iterator[Connection]:
         """A transaction that writes: committed when the block ends, rolled back on error.
 
         ``commit=False`` rolls back even on success: a dry run does all the work and keeps none.
-        ``sqlite_foreign_keys=False`` turns SQLite's foreign keys off for the transaction (a
-        pragma that only takes effect outside one), for migrations that copy tables.
+        ``lock`` takes the base lock first (see BaseLock). ``sqlite_foreign_keys=False`` turns
+        SQLite's foreign keys off for the transaction (a pragma that only takes effect outside
+        one), for migrations that copy tables.
         """
         with self.engine.connect() as connection:
             pragmas = connection.connection.driver_connection if self.is_sqlite else None
@@ -82,6 +115,13 @@ class Database:
                 connection.execution_options(**{_WRITE_OPTION: True})
                 transaction = connection.begin()
                 try:
+                    if lock is not None and self.is_postgresql:
+                        function = (
+                            "pg_advisory_xact_lock"
+                            if lock is BaseLock.EXCLUSIVE
+                            else "pg_advisory_xact_lock_shared"
+                        )
+                        connection.execute(sa.select(getattr(sa.func, function)(BASE_LOCK_KEY)))
                     yield connection
                 except BaseException:
                     transaction.rollback()

@@ -20,27 +20,7 @@ __all__ = [
     "add_owned_numbers",
     "cancel_open_warnings",
     "insert_topups",
-    "lock_numbers",
 ]
-
-
-def lock_numbers(connection: Connection, staging: sa.Table) -> None:
-    """On PostgreSQL, lock the file's numbers in msisdn order before reading their state.
-
-    The nightly run locks the numbers it recycles in the same order, so the two never deadlock,
-    and whichever commits first decides: a top-up committed first keeps the number; a recycle
-    committed first makes the top-up a visible reject instead of a silent loss.
-    """
-    if connection.dialect.name != "postgresql":
-        return  # SQLite's write transaction already excludes every other writer
-    locked = (
-        sa.select(numbers.c.msisdn)
-        .where(numbers.c.msisdn.in_(sa.select(staging.c.msisdn).where(staging.c.reject.is_(None))))
-        .order_by(numbers.c.msisdn)
-        .with_for_update()
-        .subquery()
-    )
-    connection.execute(sa.select(sa.func.count()).select_from(locked))
 
 
 def cancel_open_warnings(

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from jobs.clock import Clock, local_date
-from jobs.database.engine import Database
+from jobs.database.engine import BaseLock, Database
 from jobs.database.schema import imports
 from jobs.failpoints import failpoint
 from jobs.importing.reader import CsvFile, CsvFormat, RawRow
@@ -136,7 +136,7 @@ def run_import(
     pending_rejects = rejects_target.with_name(f".{rejects_target.name}.{os.getpid()}.tmp")
     source = CsvFile(path, csv_format, on_progress)
     try:
-        with database.write() as connection:
+        with database.write(lock=BaseLock.EXCLUSIVE) as connection:
             staging = StagingTable(connection, staging_table)
             staging.load(_staged_rows(source, parse, context))
             staging.index(*dict.fromkeys((*key_columns, "msisdn")))

@@ -73,7 +73,6 @@ def _merge(
 ) -> None:
     table = staging.table
     good = table.c.reject.is_(None)
-    common.lock_numbers(connection, table)
     connection.execute(
         sa.update(table)
         .where(good, table.c.msisdn == numbers.c.msisdn, numbers.c.owner_id.is_not(None))

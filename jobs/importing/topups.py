@@ -16,10 +16,12 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
 
 from jobs.clock import Clock, local_date, out_of_range, parse_date, parse_moment
 from jobs.database.audit import record_events
 from jobs.database.engine import Database
+from jobs.database.functions import add_days
 from jobs.database.schema import numbers, ownerships, resale_pool, topups
 from jobs.importing import common
 from jobs.importing.loader import ImportContext, ImportSummary, run_import
@@ -89,7 +91,6 @@ def _merge(
 ) -> None:
     table = staging.table
     good = sa.and_(table.c.reject.is_(None), table.c.outcome.is_(None))
-    common.lock_numbers(connection, table)
     connection.execute(
         sa.update(table)
         .where(good, sa.exists().where(topups.c.topup_id == table.c.topup_id).correlate(table))
@@ -100,6 +101,7 @@ def _merge(
         .where(good, ~sa.exists().where(numbers.c.msisdn == table.c.msisdn).correlate(table))
         .values(reject="unknown number")
     )
+    reinstated = _reinstate_late_payers(connection, table, good, context)
     connection.execute(
         sa.update(table)
         .where(good, table.c.msisdn == resale_pool.c.msisdn, resale_pool.c.left_at.is_(None))
@@ -144,7 +146,15 @@ def _merge(
         .where(good, table.c.msisdn == numbers.c.msisdn)
         .values(
             outcome=sa.case(
-                (table.c.validity_end > numbers.c.validity_end, "extended"), else_="not_later"
+                (
+                    sa.and_(
+                        table.c.validity_end > numbers.c.validity_end,
+                        table.c.msisdn.in_(sa.select(reinstated.c.msisdn)),
+                    ),
+                    "reinstated",
+                ),
+                (table.c.validity_end > numbers.c.validity_end, "extended"),
+                else_="not_later",
             )
         )
     )
@@ -167,13 +177,134 @@ def _merge(
     _move_validity(connection, table, context)
 
 
+_late_metadata = sa.MetaData()
+late_payers = sa.Table(
+    "staging_late_payers",
+    _late_metadata,
+    sa.Column("msisdn", sa.String(16), primary_key=True),
+    sa.Column("pool_entry_id", sa.Integer, nullable=False),
+    sa.Column("owner_id", sa.String(64), nullable=False),
+    sa.Column("language", sa.String(2), nullable=False),
+    sa.Column("validity_end", sa.Date, nullable=False),
+    sa.Column("recycled_on", sa.Date, nullable=False),
+    prefixes=["TEMPORARY"],
+    postgresql_on_commit="DROP",
+)
+
+
+def _reinstate_late_payers(
+    connection: Connection, table: sa.Table, good: ColumnElement[bool], context: ImportContext
+) -> sa.Table:
+    """Give back the numbers a recycle took although this file holds a top-up stamped before
+    that recycle, which would have kept them: the subscriber paid in time, the feed arrived
+    late (or raced the run). Only numbers still in the pool; a number sold since is a reject
+    for care, as before. Returns the table of the numbers given back."""
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("DROP TABLE IF EXISTS temp.staging_late_payers")
+    late_payers.create(connection)
+    grace = context.settings.grace_days
+    connection.execute(
+        late_payers.insert().from_select(
+            [c.name for c in late_payers.columns],
+            sa.select(
+                resale_pool.c.msisdn,
+                resale_pool.c.id,
+                ownerships.c.owner_id,
+                ownerships.c.language,
+                ownerships.c.final_validity_end,
+                resale_pool.c.entered_on,
+            )
+            .distinct()
+            .where(
+                good,
+                table.c.msisdn == resale_pool.c.msisdn,
+                resale_pool.c.left_at.is_(None),
+                ownerships.c.id == resale_pool.c.previous_ownership_id,
+                ownerships.c.end_cause == "recycle",
+                table.c.topped_up_at < ownerships.c.ended_at,
+                # With this top-up's validity end the number was not past grace that night.
+                add_days(table.c.validity_end, grace) >= resale_pool.c.entered_on,
+            ),
+        )
+    )
+    returned = sa.select(late_payers.c.msisdn)
+    connection.execute(
+        ownerships.insert().from_select(
+            [
+                "msisdn",
+                "owner_id",
+                "language",
+                "started_at",
+                "started_on",
+                "start_cause",
+                "started_by",
+                "reason",
+            ],
+            sa.select(
+                late_payers.c.msisdn,
+                late_payers.c.owner_id,
+                late_payers.c.language,
+                sa.literal(context.now, ownerships.c.started_at.type),
+                sa.literal(context.today, sa.Date),
+                sa.literal("reinstatement"),
+                sa.literal(context.actor),
+                sa.literal(_LATE_PAYER_REASON),
+            ),
+        )
+    )
+    connection.execute(
+        sa.update(resale_pool)
+        .where(resale_pool.c.id.in_(sa.select(late_payers.c.pool_entry_id)))
+        .values(
+            left_at=context.now,
+            left_on=context.today,
+            left_cause="reinstated",
+            new_ownership_id=sa.select(ownerships.c.id)
+            .where(ownerships.c.msisdn == resale_pool.c.msisdn, ownerships.c.ended_at.is_(None))
+            .scalar_subquery(),
+        )
+    )
+    connection.execute(
+        sa.update(numbers)
+        .where(numbers.c.msisdn == late_payers.c.msisdn)
+        .values(
+            owner_id=late_payers.c.owner_id,
+            language=late_payers.c.language,
+            validity_end=late_payers.c.validity_end,
+            cycle=numbers.c.cycle + 1,
+            recycled_by_run_id=None,
+            updated_at=context.now,
+        )
+    )
+    record_events(
+        connection,
+        late_payers,
+        late_payers.c.msisdn.in_(returned),
+        now=context.now,
+        actor=context.actor,
+        event_type="ownership.reinstated",
+        msisdn=late_payers.c.msisdn,
+        reason=sa.literal(_LATE_PAYER_REASON + " (recycled on ")
+        + sa.cast(late_payers.c.recycled_on, sa.String)
+        + sa.literal(")"),
+        owner_id=late_payers.c.owner_id,
+        validity_end_after=late_payers.c.validity_end,
+    )
+    return late_payers
+
+
+_LATE_PAYER_REASON = (
+    "a top-up stamped before the recycle arrived after it: the subscriber paid in time"
+)
+
+
 def _move_validity(connection: Connection, table: sa.Table, context: ImportContext) -> None:
     newest = (
         sa.select(
             table.c.msisdn.label("msisdn"),
             sa.func.max(table.c.validity_end).label("validity_end"),
         )
-        .where(table.c.outcome == "extended")
+        .where(table.c.outcome.in_(("extended", "reinstated")))
         .group_by(table.c.msisdn)
         .subquery("newest")
     )

@@ -11,7 +11,7 @@ import structlog
 from sqlalchemy.engine import Connection
 
 from jobs.clock import EARLIEST_DATE, Clock, local_date
-from jobs.database.engine import Database
+from jobs.database.engine import BaseLock, Database
 from jobs.database.locks import LockBusy, run_lock
 from jobs.database.schema import runs
 from jobs.errors import (
@@ -156,7 +156,7 @@ def _locked_run(
             region=settings.default_region,
             today=today,
         )
-        with database.write(commit=not options.dry_run) as connection:
+        with database.write(commit=not options.dry_run, lock=BaseLock.EXCLUSIVE) as connection:
             _apply(connection, scope, settings, templates, options, report, checkpoint)
             checkpoint("run.before_commit")
         failpoint("run.committed")

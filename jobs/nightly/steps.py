@@ -248,21 +248,12 @@ def newest_feed(connection: Connection) -> datetime | None:
 def recycle(connection: Connection, scope: RunScope) -> int:
     """Recycle every owned, unheld number past grace end with minimum notice given.
 
-    The first statement is the gate: it marks the numbers, re-checking validity end and notice
-    on each row as it locks it, so that a top-up committed before it always wins. Everything
+    The first statement is the gate: it marks the numbers whose validity end and notice, as
+    committed when the run took the base lock, make them due; no import can commit in between
+    (it waits for the base lock), so a top-up committed before the run always wins. Everything
     after works only on the marked set, inside the same transaction.
     """
     eligible = sa.and_(_owned, _not_held, _past_grace(scope), _notice_given(scope))
-    if connection.dialect.name == "postgresql":
-        # Lock in msisdn order, as imports do, so that a run and an import never deadlock.
-        locked = (
-            sa.select(numbers.c.msisdn)
-            .where(eligible)
-            .order_by(numbers.c.msisdn)
-            .with_for_update()
-            .subquery()
-        )
-        connection.execute(sa.select(sa.func.count()).select_from(locked))
     gate = connection.execute(
         sa.update(numbers)
         .where(eligible)

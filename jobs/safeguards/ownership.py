@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from jobs.clock import Clock, local_date
-from jobs.database.engine import Database
+from jobs.database.engine import BaseLock, Database
 from jobs.database.schema import (
     audit_events,
     holds,
@@ -184,7 +184,7 @@ class _Session:
 @contextmanager
 def _operate(database: Database, settings: Settings, clock: Clock) -> Iterator[_Session]:
     """A write transaction and a session on it."""
-    with database.write() as connection:
+    with database.write(lock=BaseLock.EXCLUSIVE) as connection:
         yield _Session(connection, settings, clock)
 
 

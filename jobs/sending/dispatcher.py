@@ -27,7 +27,7 @@ import structlog
 from aiolimiter import AsyncLimiter
 
 from jobs.clock import Clock, local_date
-from jobs.database.engine import Database
+from jobs.database.engine import BaseLock, Database
 from jobs.database.locks import LockBusy, sqlite_sender_lock
 from jobs.errors import SenderInProgress
 from jobs.failpoints import failpoint
@@ -274,7 +274,7 @@ class _Session:
         token = f"{self.drain}{len(self.tokens)}"
         now = self.dispatcher.clock.now()
         lease_until = now + timedelta(seconds=self.settings.lease_seconds)
-        with self.dispatcher.database.write() as connection:
+        with self.dispatcher.database.write(lock=BaseLock.SHARED) as connection:
             claimed = outbox.claim(
                 connection,
                 token=token,
@@ -470,7 +470,7 @@ class _Session:
 
     def _record(self, batch: list[outbox.Delivery]) -> None:
         now = self.dispatcher.clock.now()
-        with self.dispatcher.database.write() as connection:
+        with self.dispatcher.database.write(lock=BaseLock.SHARED) as connection:
             recorded = outbox.record_outcomes(
                 connection,
                 deliveries=batch,
@@ -484,5 +484,5 @@ class _Session:
         self.report.retried += recorded.get(WarningState.PENDING, 0)
 
     def _release(self) -> int:
-        with self.dispatcher.database.write() as connection:
+        with self.dispatcher.database.write(lock=BaseLock.SHARED) as connection:
             return outbox.release(connection, tokens=self.tokens)

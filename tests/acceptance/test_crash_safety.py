@@ -141,10 +141,12 @@ class TestTopupRacingTheRecycle:
         assert (state.owner_id, state.in_pool) == ("alice", False)
         assert state.validity_end == today() + timedelta(days=30)
 
-    def test_topup_after_the_recycle_committed_is_a_visible_reject(
+    def test_topup_stamped_before_the_recycle_gives_the_number_back(
         self, world: World, tmp_path: Path
     ) -> None:
-        """The run holds the number; the import waits, then refuses the row with a reason."""
+        """The run holds the base and recycles; the import waits, then finds the number in the
+        pool with a top-up stamped before the recycle: the subscriber paid in time, so the
+        number goes back to its owner with the top-up's validity end."""
         msisdn = self._due_number(world)
         running = start(
             "run",
@@ -159,8 +161,34 @@ class TestTopupRacingTheRecycle:
             env=environment(world.url),
         )
         assert running.finish().code == 0
+        assert imported.code == 0, imported
+        assert imported.json()["outcomes"] == {"reinstated": 1}
+        state = world.number(msisdn)
+        assert (state.owner_id, state.in_pool) == ("alice", False)
+        assert state.validity_end == today() + timedelta(days=30)
+        assert world.events_of(msisdn)[-3:] == [
+            "number.recycled",
+            "ownership.reinstated",
+            "topup.applied",
+        ]
+
+    def test_topup_stamped_after_the_recycle_is_a_visible_reject(
+        self, world: World, tmp_path: Path
+    ) -> None:
+        """A top-up made after the number was recycled cannot bring it back: a reject that
+        says what to do."""
+        msisdn = self._due_number(world)
+        assert recycler("run", env=environment(world.url)).code == 0
+        assert world.number(msisdn).in_pool
+        path = tmp_path / "topups.csv"
+        moment = (datetime.now(ZONE) + timedelta(seconds=1)).isoformat(timespec="seconds")
+        path.write_text(
+            "topup_id,msisdn,topped_up_at,validity_end\n"
+            f"LATE-1,{msisdn},{moment},{today() + timedelta(days=30)}\n"
+        )
+        time.sleep(1.5)
+        imported = recycler("import", "topups", str(path), "--json", env=environment(world.url))
         assert imported.code == 3, imported
-        assert imported.json()["rejected"] == 1
         rejects = (tmp_path / "topups.csv.rejects.csv").read_text()
         assert "the number was recycled into the resale pool" in rejects
         assert world.number(msisdn).in_pool
