@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from jobs.clock import Clock, local_date
-from jobs.database.engine import BaseLock, Database
+from jobs.database.engine import BaseLock, Database, retried
 from jobs.database.functions import add_days
 from jobs.database.schema import (
     UtcDateTime,
@@ -211,6 +211,7 @@ def _history_frames(plan: _Plan, templates: TemplateBook) -> list[FrameRow]:
     return rows
 
 
+@retried
 def seed(
     database: Database,
     settings: Settings,

@@ -7,22 +7,31 @@ deadlock. PostgreSQL (production) is reached through psycopg 3.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import sqlalchemy as sa
+import structlog
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
-__all__ = ["BASE_LOCK_KEY", "BaseLock", "Database", "is_transient"]
+__all__ = ["BASE_LOCK_KEY", "BaseLock", "Database", "is_transient", "retried"]
 
 # The key of the base lock (see BaseLock): "recycler base" in ASCII, truncated to a bigint.
 BASE_LOCK_KEY = 0x7265_6379_6261_7365 & 0x7FFF_FFFF_FFFF_FFFF
 # SQLSTATEs a transaction may simply be tried again after: deadlock, serialization failure.
 _TRANSIENT = frozenset({"40P01", "40001"})
+_ATTEMPTS = 3
+_PAUSE_SECONDS = 0.2
+_Arguments = ParamSpec("_Arguments")
+_Result = TypeVar("_Result")
+log = structlog.get_logger(__name__)
 
 
 class BaseLock(StrEnum):
@@ -44,6 +53,31 @@ def is_transient(error: BaseException) -> bool:
     """Whether the database refused a transaction in a way that trying it again can cure."""
     code = getattr(getattr(error, "orig", None), "sqlstate", None)
     return code in _TRANSIENT
+
+
+def retried(function: Callable[_Arguments, _Result]) -> Callable[_Arguments, _Result]:
+    """Run a whole transaction again when the database refused it as a deadlock victim or a
+    serialization failure: the tool retries, not the operator. recycler's own processes cannot
+    deadlock one another (the base lock); this covers a session from outside, a DBA's say."""
+
+    @functools.wraps(function)
+    def again(*args: _Arguments.args, **kwargs: _Arguments.kwargs) -> _Result:
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                return function(*args, **kwargs)
+            except sa.exc.DBAPIError as error:
+                if attempt == _ATTEMPTS or not is_transient(error):
+                    raise
+                log.warning(
+                    "database.retry",
+                    work=function.__name__,
+                    attempt=attempt,
+                    error=str(error.orig).splitlines()[0],
+                )
+                time.sleep(_PAUSE_SECONDS * attempt * random.uniform(0.5, 1.5))  # noqa: S311
+        raise AssertionError("unreachable")
+
+    return again
 
 
 # How long a SQLite writer waits for another one before giving up, in milliseconds.

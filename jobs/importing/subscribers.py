@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 
 from jobs.clock import Clock, out_of_range, parse_date
 from jobs.database.audit import record_events
-from jobs.database.engine import Database
+from jobs.database.engine import Database, retried
 from jobs.database.schema import (
     numbers,
     resale_pool,
@@ -172,6 +172,7 @@ def _extend(connection: Connection, table: sa.Table, context: ImportContext) -> 
     )
 
 
+@retried
 def import_subscribers(
     database: Database,
     path: Path,

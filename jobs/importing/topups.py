@@ -20,7 +20,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from jobs.clock import Clock, local_date, out_of_range, parse_date, parse_moment
 from jobs.database.audit import record_events
-from jobs.database.engine import Database
+from jobs.database.engine import Database, retried
 from jobs.database.functions import add_days
 from jobs.database.schema import numbers, ownerships, resale_pool, topups
 from jobs.importing import common
@@ -339,6 +339,7 @@ def _move_validity(connection: Connection, table: sa.Table, context: ImportConte
     )
 
 
+@retried
 def import_topups(
     database: Database,
     path: Path,

@@ -21,6 +21,7 @@ __all__ = [
     "RunReport",
     "abandon_dead_runs",
     "finish_run",
+    "record_outcome",
     "run_history",
     "start_run",
 ]
@@ -50,6 +51,21 @@ class RunReport:
     on_hold: int = 0
     guards: list[str] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
+
+    def start_over(self) -> None:
+        """Forget what an attempt of the night's transaction found (it was rolled back)."""
+        self.outcome = RunOutcome.RUNNING
+        self.finished_at = None
+        self.warnings_queued = {}
+        self.recycled = self.deferred = self.withheld = self.on_hold = 0
+        self.guards = []
+        self.messages = []
+
+    def conclude(self, now: datetime) -> None:
+        """The outcome of a night whose work is done: withheld when a guard spoke."""
+        if self.outcome is RunOutcome.RUNNING:
+            self.outcome = RunOutcome.WITHHELD if self.guards else RunOutcome.SUCCEEDED
+        self.finished_at = now
 
     def to_json(self) -> dict[str, Any]:
         """The machine-readable summary."""
@@ -112,23 +128,29 @@ def start_run(
 
 
 def finish_run(database: Database, report: RunReport) -> None:
-    """Write the run's outcome and counts."""
+    """Write the run's outcome and counts in a transaction of their own."""
     with database.write() as connection:
-        connection.execute(
-            sa.update(runs)
-            .where(runs.c.id == report.run_id)
-            .values(
-                outcome=report.outcome,
-                finished_at=report.finished_at,
-                warnings_queued={str(stage): n for stage, n in report.warnings_queued.items()},
-                recycled=report.recycled,
-                deferred=report.deferred,
-                withheld=report.withheld,
-                on_hold=report.on_hold,
-                guards=report.guards,
-                message="; ".join(report.messages) or None,
-            )
+        record_outcome(connection, report)
+
+
+def record_outcome(connection: Connection, report: RunReport) -> None:
+    """Write the run's outcome and counts on the connection given (the night's own
+    transaction, so that the work and its record commit together)."""
+    connection.execute(
+        sa.update(runs)
+        .where(runs.c.id == report.run_id)
+        .values(
+            outcome=report.outcome,
+            finished_at=report.finished_at,
+            warnings_queued={str(stage): n for stage, n in report.warnings_queued.items()},
+            recycled=report.recycled,
+            deferred=report.deferred,
+            withheld=report.withheld,
+            on_hold=report.on_hold,
+            guards=report.guards,
+            message="; ".join(report.messages) or None,
         )
+    )
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import structlog
 from sqlalchemy.engine import Connection
 
 from jobs.clock import EARLIEST_DATE, Clock, local_date
-from jobs.database.engine import BaseLock, Database
+from jobs.database.engine import BaseLock, Database, retried
 from jobs.database.locks import LockBusy, run_lock
 from jobs.database.schema import runs
 from jobs.errors import (
@@ -30,6 +30,7 @@ from jobs.nightly.records import (
     RunReport,
     abandon_dead_runs,
     finish_run,
+    record_outcome,
     start_run,
 )
 from jobs.rules import Guard, Rules, feed_is_stale, mass_recycle_tripped
@@ -156,17 +157,18 @@ def _locked_run(
             region=settings.default_region,
             today=today,
         )
-        with database.write(commit=not options.dry_run, lock=BaseLock.EXCLUSIVE) as connection:
-            _apply(connection, scope, settings, templates, options, report, checkpoint)
-            checkpoint("run.before_commit")
+        _night(database, scope, settings, templates, clock, options, report, checkpoint)
         failpoint("run.committed")
+        if options.dry_run:
+            # The night's own transaction was rolled back, its record with it.
+            finish_run(database, report)
     except BaseException as error:
         interrupted = isinstance(error, RunInterrupted | KeyboardInterrupt | SystemExit)
         report.outcome = RunOutcome.INTERRUPTED if interrupted else RunOutcome.FAILED
         report.messages.append(f"{type(error).__name__}: {error}")
         report.warnings_queued, report.recycled = {}, 0
         report.finished_at = clock.now()
-        finish_run(database, report)
+        _record_failure(database, report)
         if interrupted:
             log.warning("run.interrupted", error=str(error))
         else:
@@ -174,10 +176,6 @@ def _locked_run(
         raise
     finally:
         structlog.contextvars.unbind_contextvars("run_id")
-    if report.outcome is RunOutcome.RUNNING:
-        report.outcome = RunOutcome.WITHHELD if report.guards else RunOutcome.SUCCEEDED
-    report.finished_at = clock.now()
-    finish_run(database, report)
     log.info(
         "run.finished",
         run_id=run_id,
@@ -189,6 +187,38 @@ def _locked_run(
         guards=report.guards,
     )
     return report
+
+
+@retried
+def _night(
+    database: Database,
+    scope: steps.RunScope,
+    settings: Settings,
+    templates: TemplateBook,
+    clock: Clock,
+    options: RunOptions,
+    report: RunReport,
+    checkpoint: _Checkpoints,
+) -> None:
+    """The night's work in one transaction, its record written in that same transaction: a
+    run that committed its work always says so, with its counts, even if nothing can be
+    written after the commit."""
+    report.start_over()
+    with database.write(commit=not options.dry_run, lock=BaseLock.EXCLUSIVE) as connection:
+        _apply(connection, scope, settings, templates, options, report, checkpoint)
+        report.conclude(clock.now())
+        record_outcome(connection, report)
+        checkpoint("run.before_commit")
+
+
+def _record_failure(database: Database, report: RunReport) -> None:
+    """Write why the run failed, if the database still lets us; if it does not (it went away
+    mid-run), the record stays `running` and counts as failed for health once the run's lock
+    is gone (``recycler status``), and the next run marks it abandoned."""
+    try:
+        finish_run(database, report)
+    except Exception as error:  # the first failure is the one to report
+        log.error("run.record_failed", error=str(error).splitlines()[0])
 
 
 def _apply(

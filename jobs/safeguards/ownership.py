@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from jobs.clock import Clock, local_date
-from jobs.database.engine import BaseLock, Database
+from jobs.database.engine import BaseLock, Database, retried
 from jobs.database.schema import (
     audit_events,
     holds,
@@ -188,6 +188,7 @@ def _operate(database: Database, settings: Settings, clock: Clock) -> Iterator[_
         yield _Session(connection, settings, clock)
 
 
+@retried
 def hold(
     database: Database, settings: Settings, clock: Clock, text: str, operator: Operator
 ) -> Change:
@@ -219,6 +220,7 @@ def hold(
     return Change(number.msisdn, "hold", f"{number.msisdn} is on hold", number.owner_id)
 
 
+@retried
 def release(
     database: Database, settings: Settings, clock: Clock, text: str, operator: Operator
 ) -> Change:
@@ -243,6 +245,7 @@ def release(
     )
 
 
+@retried
 def sell(
     database: Database,
     settings: Settings,
@@ -306,6 +309,7 @@ def sell(
     return Change(number.msisdn, "sale", f"{number.msisdn} sold to {owner}", owner)
 
 
+@retried
 def transfer(
     database: Database,
     settings: Settings,
@@ -377,6 +381,7 @@ def transfer(
     return Change(number.msisdn, "transfer", f"{number.msisdn} transferred to {to_owner}", to_owner)
 
 
+@retried
 def reinstate(
     database: Database,
     settings: Settings,

@@ -69,8 +69,15 @@ class TestKilledRun:
             rerun = recycler("run", "--json", env=environment(database_url))
             assert rerun.code == 0, rerun
             assert victim.snapshot() == expected
-            outcomes = [record.outcome for record in victim.run_records()]
-            assert outcomes == ["abandoned", "succeeded"]
+            records = victim.run_records()
+            if point == "run.committed":
+                # The work and its record commit together: the killed run says what it did.
+                assert [record.outcome for record in records] == ["succeeded", "succeeded"]
+                assert records[0].recycled > 0
+                assert sum(records[0].warnings_queued.values()) > 0
+                assert (rerun.json()["recycled"], rerun.json()["warnings_queued"]) == (0, {})
+            else:
+                assert [record.outcome for record in records] == ["abandoned", "succeeded"]
         finally:
             victim.close()
 
