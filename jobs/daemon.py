@@ -11,9 +11,10 @@ missed night).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import threading
-from datetime import datetime, timedelta
+from datetime import date, timedelta
 from types import FrameType
 
 import sqlalchemy as sa
@@ -22,19 +23,19 @@ from apscheduler.events import EVENT_JOB_ERROR, JobExecutionEvent
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from jobs.clock import Clock
+from jobs.clock import Clock, local_date
 from jobs.database.engine import Database
 from jobs.database.schema import runs
-from jobs.errors import AlreadyRan, RecyclerError, RunInProgress, RunInterrupted
+from jobs.errors import AlreadyRan, InputRefused, RunInProgress, RunInterrupted
 from jobs.metrics import Metrics
 from jobs.nightly import RunOptions, run_nightly
 from jobs.nightly.records import COMPLETED
 from jobs.sending.dispatcher import Dispatcher
 from jobs.sending.gateways import build_gateway
-from jobs.settings import Settings, cron_trigger
+from jobs.settings import Settings, cron_trigger, latest_fire_time
 from notifier.templates import TemplateBook
 
-__all__ = ["Daemon", "latest_fire_time"]
+__all__ = ["Daemon"]
 
 log = structlog.get_logger(__name__)
 
@@ -44,17 +45,8 @@ _MISFIRE_GRACE = timedelta(hours=20)
 # How long a scheduled run waits for another daemon's run of the same night before checking
 # whether that run already did the work.
 _LOCK_WAIT_SECONDS = 3600.0
-
-
-def latest_fire_time(expression: str, settings: Settings, now: datetime) -> datetime | None:
-    """When the schedule last fired at or before `now` (looking back at most eight days)."""
-    trigger = cron_trigger(expression, settings.zone)
-    moment = trigger.get_next_fire_time(None, now - timedelta(days=8))
-    latest = None
-    while moment is not None and moment <= now:
-        latest = moment
-        moment = trigger.get_next_fire_time(moment, moment + timedelta(seconds=1))
-    return latest
+# A failed run is tried again after run_retry_seconds, doubling each time up to this.
+_LONGEST_RETRY = timedelta(minutes=15)
 
 
 class Daemon:
@@ -90,7 +82,7 @@ class Daemon:
     def needs_catch_up(self) -> bool:
         """Whether no run has succeeded since the schedule last fired."""
         now = self.clock.now()
-        fired = latest_fire_time(self.settings.run_schedule, self.settings, now)
+        fired = latest_fire_time(self.settings.run_schedule, self.settings.zone, now)
         if fired is None:
             return False
         with self.database.read() as connection:
@@ -156,17 +148,24 @@ class Daemon:
             self._busy -= 1
             self._idle.notify_all()
 
-    def nightly(self, catch_up: bool = False) -> None:
-        """The nightly run for today, unless a run for today already completed."""
+    def nightly(self, catch_up: bool = False, as_of: date | None = None, attempt: int = 1) -> None:
+        """The nightly run for its date (today when scheduled), unless a run for that date
+        already completed; a run that failed or could not start is tried again, with backoff,
+        until it completes."""
         if not self._job_started():
             return
+        day = as_of or local_date(self.clock.now(), self.settings.zone)
         try:
-            self._nightly(catch_up)
+            failure = self._nightly(catch_up, day)
+            if failure is not None and not self.stopping.is_set():
+                self._retry_later(day, attempt, failure)
         finally:
             self._job_finished()
 
-    def _nightly(self, catch_up: bool) -> None:
+    def _nightly(self, catch_up: bool, day: date) -> str | None:
+        """Run the night; return why it failed when trying again may help."""
         options = RunOptions(
+            as_of=day,
             catch_up=catch_up,
             actor=f"daemon:{self.actor}",
             lock_wait_seconds=_LOCK_WAIT_SECONDS,
@@ -181,10 +180,35 @@ class Daemon:
             pass  # recorded as interrupted by the run itself; the next start catches up
         except RunInProgress as busy:
             log.warning("run.skipped", reason=str(busy))
-        except RecyclerError as error:
-            log.error("run.refused", error=error.message)
+        except InputRefused as refused:
+            log.error("run.refused", error=refused.message)
+        except Exception as error:  # the database away, a statement cancelled, a bug
+            return str(error).splitlines()[0] if str(error) else type(error).__name__
         finally:
-            self.metrics.refresh(self.database, self.clock.now())
+            with contextlib.suppress(Exception):  # metrics wait for the database like the run
+                self.metrics.refresh(self.database, self.clock.now())
+        return None
+
+    def _retry_later(self, day: date, attempt: int, failure: str) -> None:
+        delay = min(
+            self.settings.run_retry_seconds * 2 ** (attempt - 1), _LONGEST_RETRY.total_seconds()
+        )
+        log.error(
+            "run.retry_scheduled",
+            as_of=day.isoformat(),
+            attempt=attempt,
+            retry_in_seconds=delay,
+            error=failure,
+        )
+        self.scheduler.add_job(
+            self.nightly,
+            "date",
+            run_date=self.clock.now() + timedelta(seconds=delay),
+            id="nightly-retry",
+            name=f"retry of the run for {day.isoformat()}",
+            replace_existing=True,
+            kwargs={"as_of": day, "attempt": attempt + 1},
+        )
 
     def send(self) -> None:
         """Drain what is due now, inside sending hours; the scheduler calls it every poll."""

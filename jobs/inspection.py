@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 
 from jobs.clock import Clock, local_date
 from jobs.database.engine import Database
+from jobs.database.locks import run_alive
 from jobs.database.schema import (
     audit_events,
     numbers,
@@ -21,11 +22,11 @@ from jobs.database.schema import (
     warnings,
 )
 from jobs.errors import NumberNotFound
-from jobs.nightly.records import run_history
+from jobs.nightly.records import COMPLETED, run_history
 from jobs.phone import number_from_user
 from jobs.rules import Phase, Rules, phase
 from jobs.sending.outbox import depth
-from jobs.settings import Settings
+from jobs.settings import Settings, latest_fire_time
 from jobs.vocabulary import NOTICE_STATES, RunOutcome, WarningState
 
 __all__ = ["NumberView", "StatusView", "number_view", "status_view"]
@@ -161,6 +162,20 @@ def status_view(
             .group_by(warnings.c.state)
         ).all()
         history = run_history(connection)
+        fired = latest_fire_time(settings.run_schedule, settings.zone, now)
+        night_done = fired is None or (
+            connection.execute(
+                sa.select(sa.func.count()).where(
+                    COMPLETED, runs.c.as_of >= local_date(fired, settings.zone)
+                )
+            ).scalar_one()
+            > 0
+        )
+        alive = (
+            run_alive(connection, history.running.host, history.running.pid)
+            if history.running is not None
+            else None
+        )
     view = StatusView(
         today=today,
         runs=recent,
@@ -186,8 +201,10 @@ def status_view(
         },
     )
     view.checks = {
-        "last_run": _last_run_problem(history.last),
+        "last_run": _running_problem(history.running, alive, now, settings)
+        or _last_run_problem(history.last),
         "run_age": _run_age_problem(history.last_completed_at, now, settings),
+        "schedule": _schedule_problem(fired, night_done, now, settings),
         "send_lag": _send_lag_problem(oldest_due, now, settings),
         "gateway": _gateway_problem(blocked),
         "send_failures": _failures_problem(dict(finished_lately), settings),
@@ -195,11 +212,47 @@ def status_view(
     return view
 
 
+def _running_problem(
+    running: Any, alive: bool | None, now: datetime, settings: Settings
+) -> str | None:
+    """A run still recorded as running whose process is gone (its failure could not be
+    written: the database went away under it) or that has run for too long."""
+    if running is None:
+        return None
+    since = running.started_at.isoformat(timespec="minutes")
+    if alive is False:
+        return (
+            f"run {running.id} for {running.as_of.isoformat()} is recorded as running since "
+            f"{since}, but nothing holds the run lock: it died without a record; the next run "
+            "redoes its work"
+        )
+    if now - running.started_at > timedelta(minutes=settings.max_run_minutes):
+        return (
+            f"run {running.id} for {running.as_of.isoformat()} has been running since {since}, "
+            f"more than {settings.max_run_minutes:g} min"
+        )
+    return None
+
+
 def _last_run_problem(last_real: Any) -> str | None:
     failures = (RunOutcome.FAILED, RunOutcome.INTERRUPTED, RunOutcome.ABANDONED)
     if last_real is not None and last_real.outcome in failures:
         return f"the last run ({last_real.id}) {last_real.outcome}"
     return None
+
+
+def _schedule_problem(
+    fired: datetime | None, night_done: bool, now: datetime, settings: Settings
+) -> str | None:
+    """The schedule fired more than run_grace_minutes ago and no run has completed for that
+    night: the daemon missed it, or keeps failing (it retries)."""
+    if fired is None or night_done or now - fired <= timedelta(minutes=settings.run_grace_minutes):
+        return None
+    local = fired.astimezone(settings.zone)
+    return (
+        f"the nightly run scheduled at {local:%Y-%m-%d %H:%M} ({settings.run_schedule}) has not "
+        f"completed {(now - fired).total_seconds() / 60:.0f} min later"
+    )
 
 
 def _run_age_problem(

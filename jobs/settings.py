@@ -27,6 +27,7 @@ __all__ = [
     "Settings",
     "SettingsError",
     "cron_trigger",
+    "latest_fire_time",
     "load_settings",
 ]
 
@@ -123,6 +124,18 @@ def cron_trigger(expression: str, zone: ZoneInfo) -> CronTrigger:
     raise ValueError(f"not a crontab line: {expression!r} (expected 5 fields)")
 
 
+def latest_fire_time(expression: str, zone: ZoneInfo, now: datetime) -> datetime | None:
+    """When a crontab schedule last fired at or before `now` (looking back at most eight
+    days)."""
+    trigger = cron_trigger(expression, zone)
+    moment = trigger.get_next_fire_time(None, now - timedelta(days=8))
+    latest = None
+    while moment is not None and moment <= now:
+        latest = moment
+        moment = trigger.get_next_fire_time(moment, moment + timedelta(seconds=1))
+    return latest
+
+
 def _region(value: str) -> str:
     region = value.upper()
     if region not in phonenumbers.SUPPORTED_REGIONS:
@@ -213,6 +226,12 @@ class Settings(BaseSettings):
         le=_LONGEST_HOURS,
         description="status is unhealthy when the last good run is older",
     )
+    max_run_minutes: float = Field(
+        default=120,
+        gt=0,
+        le=24 * 60,
+        description="status is unhealthy when a run has been running longer than this",
+    )
     max_send_lag_minutes: float = Field(
         default=60,
         gt=0,
@@ -228,6 +247,19 @@ class Settings(BaseSettings):
     run_schedule: str = Field(
         default="30 1 * * *",
         description="when the daemon runs the nightly job: crontab, in the operator's time zone",
+    )
+    run_retry_seconds: float = Field(
+        default=60,
+        gt=0,
+        le=3600,
+        description="the daemon retries a failed run after this, doubling up to 15 minutes",
+    )
+    run_grace_minutes: float = Field(
+        default=60,
+        gt=0,
+        le=24 * 60,
+        description="status is unhealthy when the scheduled run has not completed this long "
+        "after its time",
     )
     send_poll_seconds: float = Field(
         default=30,

@@ -8,6 +8,8 @@ to the database, which the kernel releases when the process ends.
 from __future__ import annotations
 
 import fcntl
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,10 +17,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from jobs.database.engine import Database
 
-__all__ = ["RUN_LOCK_KEY", "LockBusy", "run_lock", "sqlite_sender_lock"]
+__all__ = ["RUN_LOCK_KEY", "LockBusy", "run_alive", "run_lock", "sqlite_sender_lock"]
 
 # An arbitrary, fixed 64-bit key: "recycler run" in ASCII, truncated to fit a signed bigint.
 RUN_LOCK_KEY = 0x7265_6379_636C_6572 & 0x7FFF_FFFF_FFFF_FFFF
@@ -47,6 +50,30 @@ def run_lock(
         return
     with _file_lock(path.with_name(path.name + ".run-lock"), wait_seconds, stop):
         yield
+
+
+def run_alive(connection: Connection, host: str, pid: int) -> bool | None:
+    """Whether the run recorded as running on `host` by `pid` can still be alive: on
+    PostgreSQL, whether anyone holds the run lock; on SQLite, whether that process exists on
+    this machine. None when it cannot be told (a SQLite run recorded by another machine)."""
+    if connection.dialect.name == "postgresql":
+        held = connection.execute(
+            sa.text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND classid = :high AND objid = :low AND objsubid = 1"
+            ),
+            {"high": RUN_LOCK_KEY >> 32, "low": RUN_LOCK_KEY & 0xFFFF_FFFF},
+        ).scalar_one()
+        return bool(held)
+    if host != socket.gethostname()[:255]:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: it exists
+    return True
 
 
 @contextmanager

@@ -161,6 +161,8 @@ class RunHistory:
     # None before any. A covered run did nothing and says nothing about health.
     last: Any
     last_completed_at: datetime | None  # when the newest completed run finished
+    # The newest real run still recorded as running, if it is newer than `last`.
+    running: Any = None
 
 
 def run_history(connection: Connection) -> RunHistory:
@@ -177,4 +179,12 @@ def run_history(connection: Connection) -> RunHistory:
     completed_at = connection.execute(
         sa.select(sa.func.max(runs.c.finished_at)).where(COMPLETED)
     ).scalar()
-    return RunHistory(last, completed_at)
+    running = connection.execute(
+        sa.select(runs)
+        .where(runs.c.dry_run.is_(sa.false()), runs.c.outcome == RunOutcome.RUNNING)
+        .order_by(runs.c.id.desc())
+        .limit(1)
+    ).first()
+    if running is not None and last is not None and running.id < last.id:
+        running = None
+    return RunHistory(last, completed_at, running)

@@ -3,11 +3,15 @@ near the end of sending hours, blocked warnings, and a day of refusals."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
 from datetime import UTC, date, datetime, timedelta
 
 import sqlalchemy as sa
 
-from jobs.database.schema import warnings
+from jobs.database.locks import run_lock
+from jobs.database.schema import runs, warnings
 from jobs.inspection import status_view
 from jobs.nightly import rules_of
 from tests.support.world import World
@@ -98,3 +102,49 @@ class TestRefusals:
                 .values(state="sent", final_at=now, final_on=now.date())
             )
         assert checks(world)["send_failures"] is None
+
+
+class TestRunsThatDiedUnrecorded:
+    """A run whose failure could not be written stays `running` in its record; status must not
+    take that for a run in progress (issue 9)."""
+
+    def _running(self, world: World, pid: int, started: datetime) -> None:
+        with world.database.write() as connection:
+            connection.execute(
+                runs.insert().values(
+                    as_of=D,
+                    dry_run=False,
+                    started_at=started,
+                    outcome="running",
+                    actor="test",
+                    host=socket.gethostname(),
+                    pid=pid,
+                )
+            )
+
+    def test_dead_process_is_a_failure(self, world: World) -> None:
+        """Recorded running, its process gone and the lock free: unhealthy, check last_run."""
+        world.record_run(D - timedelta(days=1), world.clock.now() - timedelta(hours=20))
+        self._running(world, dead_pid(), world.clock.now() - timedelta(minutes=5))
+        problem = checks(world)["last_run"]
+        assert problem is not None
+        assert "nothing holds the run lock: it died without a record" in problem
+
+    def test_run_in_progress_is_fine_until_too_long(self, world: World) -> None:
+        """The lock is held (this very process, on SQLite; the advisory lock on PostgreSQL):
+        healthy for a while, unhealthy past max_run_minutes."""
+        world.record_run(D - timedelta(days=1), world.clock.now() - timedelta(hours=20))
+        with run_lock(world.database):
+            self._running(world, os.getpid(), world.clock.now() - timedelta(minutes=5))
+            assert checks(world)["last_run"] is None
+            world.clock.advance(timedelta(hours=3))
+            problem = checks(world)["last_run"]
+            assert problem is not None
+            assert "more than 120 min" in problem
+
+
+def dead_pid() -> int:
+    """The pid of a process that has ended."""
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
