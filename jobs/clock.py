@@ -7,6 +7,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
 __all__ = [
     "EARLIEST_DATE",
     "LATEST_DATE",
@@ -33,12 +36,24 @@ class Clock(Protocol):
         """The current moment, time-zone aware, in UTC."""
         ...
 
+    def now_in(self, connection: Connection) -> datetime:
+        """The current moment as the database sees it, for decisions several machines share
+        (who may take a claim, when a lease ends): one clock for all of them."""
+        ...
+
 
 class SystemClock:
-    """The real clock."""
+    """The real clock: this machine's, and the database server's for shared decisions."""
 
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+    def now_in(self, connection: Connection) -> datetime:
+        if connection.dialect.name != "postgresql":
+            return self.now()  # SQLite lives on this machine: its clock is ours
+        moment = connection.execute(sa.select(sa.func.statement_timestamp())).scalar_one()
+        assert isinstance(moment, datetime)
+        return moment.astimezone(UTC)
 
 
 @dataclass
@@ -48,6 +63,10 @@ class FixedClock:
     moment: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def now(self) -> datetime:
+        return self.moment
+
+    def now_in(self, connection: Connection) -> datetime:
+        """The same standing moment: tests decide time, wherever it is read."""
         return self.moment
 
     def advance(self, delta: timedelta) -> None:

@@ -30,9 +30,10 @@ from jobs.errors import AlreadyRan, InputRefused, RunInProgress, RunInterrupted
 from jobs.metrics import Metrics
 from jobs.nightly import RunOptions, run_nightly
 from jobs.nightly.records import COMPLETED
-from jobs.sending.dispatcher import Dispatcher
+from jobs.sending.dispatcher import ClockSkew, Dispatcher
 from jobs.sending.gateways import build_gateway
 from jobs.settings import Settings, cron_trigger, latest_fire_time
+from jobs.stopping import StopRequest
 from notifier.templates import TemplateBook
 
 __all__ = ["Daemon"]
@@ -66,7 +67,15 @@ class Daemon:
         self.templates = templates
         self.clock = clock
         self.actor = actor
-        self.stopping = threading.Event()
+        # SIGTERM stops the jobs at their next safe point; a database that does not answer has
+        # its statements cancelled after stop_timeout_seconds, and the process leaves by force
+        # a little later (jobs/stopping.py).
+        self.stopper = StopRequest(
+            database,
+            cancel_after=settings.stop_timeout_seconds,
+            give_up_after=settings.stop_timeout_seconds + 5,
+        )
+        self.stopping = self.stopper.event
         self._busy = 0
         self._idle = threading.Condition()
         self.metrics = Metrics()
@@ -134,6 +143,7 @@ class Daemon:
         # claims), and the process must not leave before they have.
         with self._idle:
             self._idle.wait_for(lambda: self._busy == 0)
+        self.stopper.finished()
         log.info("daemon.stopped")
 
     def _job_started(self) -> bool:
@@ -227,9 +237,15 @@ class Daemon:
             self.clock,
             metrics=self.metrics,
         )
-        if dispatcher.in_window():
-            asyncio.run(self._send(dispatcher))
-        self.metrics.refresh(self.database, self.clock.now())
+        try:
+            if dispatcher.in_window():
+                dispatcher.check_clock()
+                asyncio.run(self._send(dispatcher))
+        except ClockSkew as skewed:
+            log.error("send.refused", error=skewed.message)
+        finally:
+            with contextlib.suppress(Exception):  # metrics wait for the database like the rest
+                self.metrics.refresh(self.database, self.clock.now())
 
     async def _send(self, dispatcher: Dispatcher) -> None:
         stop = asyncio.Event()
@@ -248,8 +264,9 @@ class Daemon:
             await dispatcher.gateway.close()
 
     def _on_signal(self, number: int, _frame: FrameType | None) -> None:
-        log.info("daemon.stopping", signal=signal.Signals(number).name)
-        self.stopping.set()
+        name = signal.Signals(number).name
+        log.info("daemon.stopping", signal=name)
+        self.stopper(name)
         # Jobs in progress see `stopping`, end at their next safe point, and are waited for.
         self.scheduler.shutdown(wait=False)
 

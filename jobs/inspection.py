@@ -204,7 +204,10 @@ def status_view(
         "last_run": _running_problem(history.running, alive, now, settings)
         or _last_run_problem(history.last),
         "run_age": _run_age_problem(history.last_completed_at, now, settings),
-        "schedule": _schedule_problem(fired, night_done, now, settings),
+        # Before any run at all, run_age says it; the schedule has nothing to add.
+        "schedule": _schedule_problem(fired, night_done, now, settings)
+        if history.last_completed_at is not None
+        else None,
         "send_lag": _send_lag_problem(oldest_due, now, settings),
         "gateway": _gateway_problem(blocked),
         "send_failures": _failures_problem(dict(finished_lately), settings),

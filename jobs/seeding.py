@@ -227,7 +227,9 @@ def seed(
     zone = settings.zone
     day = as_of or local_date(now, zone)
     plan = _Plan(as_of=day, rules=rules_of(settings))
-    with database.write(lock=BaseLock.EXCLUSIVE) as connection:
+    with database.write(
+        lock=BaseLock.EXCLUSIVE, statement_seconds=settings.run_statement_timeout_seconds
+    ) as connection:
         staging = StagingTable(connection, seed_staging)
         staging.load(_rows(random_seed, subscribers, plan, zone))
         staging.index("msisdn")

@@ -212,10 +212,44 @@ class Settings(BaseSettings):
     send_concurrency: int = Field(
         default=16, ge=1, le=1000, description="gateway requests in flight per sender"
     )
+    # Generous: a request the gateway accepted but answered after the timeout is sent again.
     send_timeout_seconds: float = Field(
-        default=10, gt=0, le=300, description="how long one gateway request may take"
+        default=30, gt=0, le=300, description="how long one gateway request may take"
     )
     max_attempts: int = Field(default=8, ge=1, le=50, description="sends tried before failing")
+    max_clock_skew_seconds: float = Field(
+        default=30,
+        gt=0,
+        le=3600,
+        description="a sender whose clock is further than this from the database's refuses",
+    )
+    database_connect_timeout_seconds: float = Field(
+        default=10, gt=0, le=300, description="how long connecting to the database may take"
+    )
+    database_statement_timeout_seconds: float = Field(
+        default=60,
+        gt=0,
+        le=86_400,
+        description="how long one statement may take (and a wait for another job's lock)",
+    )
+    database_idle_transaction_timeout_seconds: float = Field(
+        default=60,
+        gt=0,
+        le=86_400,
+        description="the server closes a connection idle this long inside a transaction",
+    )
+    run_statement_timeout_seconds: float = Field(
+        default=1800,
+        gt=0,
+        le=86_400,
+        description="the statement timeout of long jobs: the nightly run, imports, the seed",
+    )
+    stop_timeout_seconds: float = Field(
+        default=10,
+        gt=0,
+        le=600,
+        description="after SIGTERM, how long a process may take before it stops by force",
+    )
     lease_seconds: float = Field(
         default=300, gt=0, le=86_400, description="how long a claimed warning stays claimed"
     )

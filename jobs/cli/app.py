@@ -17,7 +17,7 @@ import sqlalchemy.exc
 from rich.console import Console
 
 from jobs.clock import Clock, SystemClock, out_of_range, parse_date
-from jobs.database.engine import Database
+from jobs.database.engine import Database, Timeouts
 from jobs.database.migrate import ensure_schema
 from jobs.errors import ExitCode, RecyclerError
 from jobs.logs import configure_logging
@@ -73,10 +73,19 @@ class App:
         """Who is running this command, for audit events."""
         return _operator()
 
-    def database(self) -> Database:
+    def database(self, *, check_schema: bool = True) -> Database:
         """The database, with its schema checked (and created, for a new SQLite file)."""
-        database = Database(self.settings.database_url)
-        ensure_schema(database)
+        settings = self.settings
+        database = Database(
+            settings.database_url,
+            timeouts=Timeouts(
+                connect_seconds=settings.database_connect_timeout_seconds,
+                statement_seconds=settings.database_statement_timeout_seconds,
+                idle_in_transaction_seconds=settings.database_idle_transaction_timeout_seconds,
+            ),
+        )
+        if check_schema:
+            ensure_schema(database)
         return database
 
 

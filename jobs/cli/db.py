@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from jobs.cli.app import App, configure, emit_json, pass_app
-from jobs.database.engine import Database
 from jobs.database.migrate import upgrade
 
 
@@ -20,7 +19,7 @@ def db_group() -> None:
 def upgrade_command(app: App, as_json: bool) -> None:
     """Create the schema, or migrate it to this version of recycler (Alembic)."""
     configure(app)
-    database = Database(app.settings.database_url)
+    database = app.database(check_schema=False)
     before, after = upgrade(database)
     if as_json:
         emit_json({"database": database.describe(), "from": before, "to": after})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import threading
 from datetime import date
 
 import click
@@ -13,6 +12,7 @@ from jobs.cli.app import DATE, App, configure, emit_json, pass_app, write_metric
 from jobs.errors import ExitCode, RunInterrupted
 from jobs.nightly import RunOptions, RunReport, run_nightly
 from jobs.rules import FINAL_NOTICE_STAGE
+from jobs.stopping import StopRequest
 
 
 @click.command("run")
@@ -54,9 +54,10 @@ def run_command(
     """
     configure(app)
     database = app.database()
-    stop = threading.Event()
+    # A run keeps nothing unfinished: its statement in flight is cancelled at once.
+    stopper = StopRequest(database, cancel_after=0, give_up_after=app.settings.stop_timeout_seconds)
     for number in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(number, lambda _number, _frame: stop.set())
+        signal.signal(number, lambda number, _frame: stopper(signal.Signals(number).name))
     try:
         report = run_nightly(
             database,
@@ -69,7 +70,7 @@ def run_command(
                 allow_mass_recycle=allow_mass_recycle,
                 actor=app.actor,
                 lock_wait_seconds=wait_seconds,
-                stop=stop,
+                stop=stopper.event,
             ),
         )
     except RunInterrupted as interrupted:
@@ -77,6 +78,7 @@ def run_command(
         click.echo(f"interrupted: {interrupted.message}; run it again to do the work", err=True)
         raise SystemExit(ExitCode.DONE) from None
     finally:
+        stopper.finished()
         write_metrics(app, database)
     if as_json:
         emit_json(report.to_json())

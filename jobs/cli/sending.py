@@ -14,6 +14,7 @@ from jobs.errors import ExitCode
 from jobs.metrics import Metrics
 from jobs.sending.dispatcher import Dispatcher, SendReport
 from jobs.sending.gateways import build_gateway
+from jobs.stopping import StopRequest
 
 log = structlog.get_logger(__name__)
 
@@ -44,9 +45,15 @@ def send_command(app: App, once: bool, limit: int | None, as_json: bool) -> None
     dispatcher = Dispatcher(
         database, app.settings, build_gateway(app.settings), app.clock, metrics=metrics
     )
+    dispatcher.check_clock()
+    # In-flight requests are let finish and recorded; only a database that does not answer
+    # then has its statements cancelled, and the process stops by force a little later.
+    stop_timeout = app.settings.stop_timeout_seconds
+    stopper = StopRequest(database, cancel_after=stop_timeout, give_up_after=stop_timeout + 5)
     try:
-        report = asyncio.run(_send(dispatcher, once, limit))
+        report = asyncio.run(_send(dispatcher, once, limit, stopper))
     finally:
+        stopper.finished()
         write_metrics(app, database, metrics)
     # The console gateway may be printing the messages themselves on standard output; the
     # summary then goes to standard error so that the messages stay one JSON line each.
@@ -81,13 +88,16 @@ def _exit_code(report: SendReport) -> int:
     return ExitCode.DONE
 
 
-async def _send(dispatcher: Dispatcher, once: bool, limit: int | None) -> SendReport:
+async def _send(
+    dispatcher: Dispatcher, once: bool, limit: int | None, stopper: StopRequest
+) -> SendReport:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
     def request_stop(name: str) -> None:
         log.info("send.stopping", signal=name)
         stop.set()
+        stopper(name)
 
     for number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(number, request_stop, number.name)

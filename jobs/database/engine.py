@@ -7,11 +7,15 @@ deadlock. PostgreSQL (production) is reached through psycopg 3.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import math
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -21,7 +25,17 @@ import structlog
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
-__all__ = ["BASE_LOCK_KEY", "BaseLock", "Database", "is_transient", "retried"]
+from jobs.errors import ExitCode, RecyclerError
+
+__all__ = [
+    "BASE_LOCK_KEY",
+    "BaseBusy",
+    "BaseLock",
+    "Database",
+    "Timeouts",
+    "is_transient",
+    "retried",
+]
 
 # The key of the base lock (see BaseLock): "recycler base" in ASCII, truncated to a bigint.
 BASE_LOCK_KEY = 0x7265_6379_6261_7365 & 0x7FFF_FFFF_FFFF_FFFF
@@ -80,24 +94,91 @@ def retried(function: Callable[_Arguments, _Result]) -> Callable[_Arguments, _Re
     return again
 
 
-# How long a SQLite writer waits for another one before giving up, in milliseconds.
-_SQLITE_BUSY_TIMEOUT_MS = 60_000
 _WRITE_OPTION = "recycler_write"
+# SQLSTATE of a lock wait that ran out of lock_timeout.
+_LOCK_NOT_AVAILABLE = "55P03"
+
+
+class BaseBusy(RecyclerError):
+    """Another job is changing the base (a nightly run or an import): try again shortly."""
+
+    exit_code = ExitCode.BUSY
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """How long recycler waits for the database, so that nothing waits without bound.
+
+    ``statement_seconds`` bounds every statement (and a wait for the base lock, after which
+    the command says the base is busy); long jobs (the nightly run, imports, the seed) raise it
+    for their own transaction. A connection idle inside a transaction for longer than
+    ``idle_in_transaction_seconds`` is closed by the server, its locks released. Keepalives let
+    a client notice, within about a minute, a server that vanished from the network.
+    """
+
+    connect_seconds: float = 10
+    statement_seconds: float = 60
+    idle_in_transaction_seconds: float = 60
 
 
 class Database:
     """An engine and the two kinds of transaction recycler uses: reading and writing."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, timeouts: Timeouts | None = None, echo: bool = False) -> None:
         self.url = sa.make_url(url)
         self.dialect = self.url.get_backend_name()
+        self.timeouts = timeouts or Timeouts()
         if self.dialect == "sqlite":
             self.engine = sa.create_engine(self.url, echo=echo)
-            _prepare_sqlite(self.engine)
+            _prepare_sqlite(self.engine, self.timeouts)
         else:
+            limits = {
+                "statement_timeout": _milliseconds(self.timeouts.statement_seconds),
+                "idle_in_transaction_session_timeout": _milliseconds(
+                    self.timeouts.idle_in_transaction_seconds
+                ),
+            }
             self.engine = sa.create_engine(
-                self.url, echo=echo, pool_pre_ping=True, pool_size=4, max_overflow=4
+                self.url,
+                echo=echo,
+                pool_pre_ping=True,
+                pool_size=4,
+                max_overflow=4,
+                connect_args={
+                    "connect_timeout": max(1, math.ceil(self.timeouts.connect_seconds)),
+                    "options": " ".join(f"-c {name}={value}" for name, value in limits.items()),
+                    "keepalives": 1,
+                    "keepalives_idle": 30,
+                    "keepalives_interval": 10,
+                    "keepalives_count": 3,
+                },
             )
+        # The connections in use right now, so that a stop signal can cancel what they run.
+        self._in_use: set[Any] = set()
+        self._in_use_lock = threading.Lock()
+        event.listen(self.engine, "checkout", self._checked_out)
+        event.listen(self.engine, "checkin", self._checked_in)
+
+    def _checked_out(self, dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        with self._in_use_lock:
+            self._in_use.add(dbapi_connection)
+
+    def _checked_in(self, dbapi_connection: Any, _record: Any) -> None:
+        with self._in_use_lock:
+            self._in_use.discard(dbapi_connection)
+
+    def cancel_statements(self, timeout_seconds: float = 3.0) -> int:
+        """Cancel whatever statement each connection in use is running (from any thread): the
+        waiting call raises, and its transaction rolls back. Returns how many were asked."""
+        with self._in_use_lock:
+            connections = list(self._in_use)
+        for dbapi_connection in connections:
+            with contextlib.suppress(Exception):  # a connection already gone: nothing to stop
+                if self.is_sqlite:
+                    dbapi_connection.interrupt()
+                else:
+                    dbapi_connection.cancel_safe(timeout=timeout_seconds)
+        return len(connections)
 
     @property
     def is_sqlite(self) -> bool:
@@ -132,30 +213,37 @@ class Database:
         *,
         commit: bool = True,
         lock: BaseLock | None = None,
+        statement_seconds: float | None = None,
         sqlite_foreign_keys: bool = True,
     ) -> Iterator[Connection]:
         """A transaction that writes: committed when the block ends, rolled back on error.
 
         ``commit=False`` rolls back even on success: a dry run does all the work and keeps none.
-        ``lock`` takes the base lock first (see BaseLock). ``sqlite_foreign_keys=False`` turns
-        SQLite's foreign keys off for the transaction (a pragma that only takes effect outside
-        one), for migrations that copy tables.
+        ``lock`` takes the base lock first (see BaseLock), waiting at most the statement
+        timeout for it (BaseBusy after that). ``statement_seconds`` raises the statement
+        timeout for this transaction alone, and the wait for the lock with it: long jobs.
+        ``sqlite_foreign_keys=False`` turns SQLite's foreign keys off for the transaction (a
+        pragma that only takes effect outside one), for migrations that copy tables.
         """
+        limit = statement_seconds or self.timeouts.statement_seconds
         with self.engine.connect() as connection:
             pragmas = connection.connection.driver_connection if self.is_sqlite else None
-            if pragmas is not None and not sqlite_foreign_keys:
-                pragmas.execute("PRAGMA foreign_keys = OFF")
+            if pragmas is not None:
+                if not sqlite_foreign_keys:
+                    pragmas.execute("PRAGMA foreign_keys = OFF")
+                # A writer waits this long for another one before the base counts as busy.
+                pragmas.execute(f"PRAGMA busy_timeout = {_milliseconds(limit)}")
             try:
                 connection.execution_options(**{_WRITE_OPTION: True})
-                transaction = connection.begin()
                 try:
-                    if lock is not None and self.is_postgresql:
-                        function = (
-                            "pg_advisory_xact_lock"
-                            if lock is BaseLock.EXCLUSIVE
-                            else "pg_advisory_xact_lock_shared"
-                        )
-                        connection.execute(sa.select(getattr(sa.func, function)(BASE_LOCK_KEY)))
+                    transaction = connection.begin()
+                except sa.exc.OperationalError as error:
+                    if "database is locked" in str(error.orig):
+                        raise BaseBusy() from None
+                    raise
+                try:
+                    if self.is_postgresql:
+                        self._prepare_transaction(connection, lock, statement_seconds)
                     yield connection
                 except BaseException:
                     transaction.rollback()
@@ -165,8 +253,41 @@ class Database:
                 else:
                     transaction.rollback()
             finally:
-                if pragmas is not None and not sqlite_foreign_keys:
-                    pragmas.execute("PRAGMA foreign_keys = ON")
+                if pragmas is not None:
+                    if not sqlite_foreign_keys:
+                        pragmas.execute("PRAGMA foreign_keys = ON")
+                    pragmas.execute(
+                        f"PRAGMA busy_timeout = {_milliseconds(self.timeouts.statement_seconds)}"
+                    )
+
+    def _prepare_transaction(
+        self, connection: Connection, lock: BaseLock | None, statement_seconds: float | None
+    ) -> None:
+        if statement_seconds is not None:
+            connection.exec_driver_sql(
+                f"SET LOCAL statement_timeout = {_milliseconds(statement_seconds)}"
+            )
+        if lock is None:
+            return
+        function = (
+            sa.func.pg_advisory_xact_lock
+            if lock is BaseLock.EXCLUSIVE
+            else sa.func.pg_advisory_xact_lock_shared
+        )
+        # A little under the statement timeout, so that a long wait ends as "busy".
+        wait = 0.95 * (statement_seconds or self.timeouts.statement_seconds)
+        connection.exec_driver_sql(f"SET LOCAL lock_timeout = {_milliseconds(wait)}")
+        try:
+            connection.execute(sa.select(function(BASE_LOCK_KEY)))
+        except sa.exc.OperationalError as error:
+            if getattr(error.orig, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
+                raise BaseBusy(
+                    "another job is changing the base (a nightly run or an import) and did "
+                    f"not finish within {wait:g} s; nothing was changed: try again when it has"
+                ) from None
+            raise
+        # Rows are never waited on after the base lock is held; no limit but the statement's.
+        connection.exec_driver_sql("SET LOCAL lock_timeout = 0")
 
     def refresh_statistics(self, *tables: str, vacuum: bool = False) -> None:
         """Have the query planner look at tables again after a bulk load.
@@ -187,14 +308,18 @@ class Database:
         self.engine.dispose()
 
 
-def _prepare_sqlite(engine: Engine) -> None:
+def _milliseconds(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def _prepare_sqlite(engine: Engine, timeouts: Timeouts) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control away from the sqlite3 module, which would otherwise begin
         # transactions lazily and commit behind SQLAlchemy's back around DDL.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout = {_milliseconds(timeouts.statement_seconds)}")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")

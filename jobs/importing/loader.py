@@ -136,7 +136,9 @@ def run_import(
     pending_rejects = rejects_target.with_name(f".{rejects_target.name}.{os.getpid()}.tmp")
     source = CsvFile(path, csv_format, on_progress)
     try:
-        with database.write(lock=BaseLock.EXCLUSIVE) as connection:
+        with database.write(
+            lock=BaseLock.EXCLUSIVE, statement_seconds=settings.run_statement_timeout_seconds
+        ) as connection:
             staging = StagingTable(connection, staging_table)
             staging.load(_staged_rows(source, parse, context))
             staging.index(*dict.fromkeys((*key_columns, "msisdn")))

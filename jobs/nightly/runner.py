@@ -163,17 +163,23 @@ def _locked_run(
             # The night's own transaction was rolled back, its record with it.
             finish_run(database, report)
     except BaseException as error:
-        interrupted = isinstance(error, RunInterrupted | KeyboardInterrupt | SystemExit)
+        # A statement cancelled because a stop was asked for is an interruption too.
+        asked_to_stop = options.stop is not None and options.stop.is_set()
+        interrupted = asked_to_stop or isinstance(
+            error, RunInterrupted | KeyboardInterrupt | SystemExit
+        )
         report.outcome = RunOutcome.INTERRUPTED if interrupted else RunOutcome.FAILED
         report.messages.append(f"{type(error).__name__}: {error}")
         report.warnings_queued, report.recycled = {}, 0
         report.finished_at = clock.now()
         _record_failure(database, report)
-        if interrupted:
-            log.warning("run.interrupted", error=str(error))
-        else:
+        if not interrupted:
             log.error("run.failed", error=str(error))
-        raise
+            raise
+        log.warning("run.interrupted", error=str(error).splitlines()[0] if str(error) else "")
+        if isinstance(error, RunInterrupted | KeyboardInterrupt | SystemExit):
+            raise
+        raise RunInterrupted("stopped by a signal; nothing of this run was kept") from error
     finally:
         structlog.contextvars.unbind_contextvars("run_id")
     log.info(
@@ -204,7 +210,11 @@ def _night(
     run that committed its work always says so, with its counts, even if nothing can be
     written after the commit."""
     report.start_over()
-    with database.write(commit=not options.dry_run, lock=BaseLock.EXCLUSIVE) as connection:
+    with database.write(
+        commit=not options.dry_run,
+        lock=BaseLock.EXCLUSIVE,
+        statement_seconds=settings.run_statement_timeout_seconds,
+    ) as connection:
         _apply(connection, scope, settings, templates, options, report, checkpoint)
         report.conclude(clock.now())
         record_outcome(connection, report)

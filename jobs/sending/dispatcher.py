@@ -19,17 +19,19 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import structlog
 from aiolimiter import AsyncLimiter
+from sqlalchemy.engine import Connection
 
 from jobs.clock import Clock, local_date
 from jobs.database.engine import BaseLock, Database
 from jobs.database.locks import LockBusy, sqlite_sender_lock
-from jobs.errors import SenderInProgress
+from jobs.errors import RecyclerError, SenderInProgress
 from jobs.failpoints import failpoint
 from jobs.metrics import Metrics
 from jobs.sending import outbox
@@ -44,7 +46,7 @@ from notifier.gateway import (
 )
 from notifier.message import Message
 
-__all__ = ["Dispatcher", "SendReport", "retry_delay"]
+__all__ = ["ClockSkew", "Dispatcher", "SendReport", "retry_delay"]
 
 log = structlog.get_logger(__name__)
 
@@ -52,6 +54,10 @@ _FIRST_RETRY = timedelta(seconds=30)
 _LONGEST_RETRY = timedelta(hours=1)
 _LARGEST_BATCH = 500
 _Result = TypeVar("_Result")
+
+
+class ClockSkew(RecyclerError):
+    """This machine's clock is too far from the database's to send."""
 
 
 @dataclass
@@ -138,6 +144,26 @@ class Dispatcher:
     def actor(self) -> str:
         """How the sender signs its audit events."""
         return f"sender:{self.name}"
+
+    def sending(self) -> AbstractContextManager[Connection]:
+        """A sender's transaction: the base lock shared with other senders, waiting as long as
+        a nightly run or an import may hold it exclusively."""
+        return self.database.write(
+            lock=BaseLock.SHARED, statement_seconds=self.settings.run_statement_timeout_seconds
+        )
+
+    def check_clock(self) -> None:
+        """Refuse to send from a machine whose clock is far from the database's: the sending
+        hours and every log line would be off, and leases are read by the database's clock."""
+        with self.database.read() as connection:
+            skew = (self.clock.now() - self.clock.now_in(connection)).total_seconds()
+        if abs(skew) > self.settings.max_clock_skew_seconds:
+            log.warning("send.clock_skew", seconds=round(skew, 1))
+            raise ClockSkew(
+                f"this machine's clock is {abs(skew):.0f} s {'ahead of' if skew > 0 else 'behind'}"
+                f" the database's (at most {self.settings.max_clock_skew_seconds:g} s allowed): "
+                "fix its time (NTP) before sending"
+            )
 
     def in_window(self, moment: datetime | None = None) -> bool:
         """Whether the local time is inside the sending hours."""
@@ -272,9 +298,11 @@ class _Session:
     def _claim(self, size: int) -> tuple[int, list[outbox.Claimed]]:
         """Claim a batch; returns how many were claimed and those still worth sending."""
         token = f"{self.drain}{len(self.tokens)}"
-        now = self.dispatcher.clock.now()
-        lease_until = now + timedelta(seconds=self.settings.lease_seconds)
-        with self.dispatcher.database.write(lock=BaseLock.SHARED) as connection:
+        with self.dispatcher.sending() as connection:
+            # Leases are the database's time, so a sender whose clock runs ahead cannot take
+            # another's claims early.
+            now = self.dispatcher.clock.now_in(connection)
+            lease_until = now + timedelta(seconds=self.settings.lease_seconds)
             claimed = outbox.claim(
                 connection,
                 token=token,
@@ -368,7 +396,6 @@ class _Session:
         self, item: outbox.Claimed, token: str, error: GatewayError
     ) -> outbox.Delivery:
         """What a gateway's refusal makes of the warning."""
-        now = self.dispatcher.clock.now()
         code, detail = error.code[:32], str(error)[:500]
         if isinstance(error, RecipientGatewayError):
             log.warning("send.failed", warning_id=item.warning_id, to=item.msisdn, code=code)
@@ -383,10 +410,10 @@ class _Session:
                 WarningState.BLOCKED,
                 error_code=code,
                 error_message=detail,
-                next_attempt_at=now,
+                retry_in=timedelta(0),
                 attempt_counts=False,
             )
-        later = now + retry_delay(item.attempts, self.dispatcher.rng)
+        later = retry_delay(item.attempts, self.dispatcher.rng)
         if item.attempts < self.settings.max_attempts:
             log.warning(
                 "send.retry_later",
@@ -401,7 +428,7 @@ class _Session:
                 WarningState.PENDING,
                 error_code=code,
                 error_message=detail,
-                next_attempt_at=later,
+                retry_in=later,
             )
         # The gateway keeps failing this message: not the subscriber's doing, so it is no notice.
         # It waits, blocked, and is tried again about hourly until the gateway takes it.
@@ -418,7 +445,7 @@ class _Session:
             WarningState.BLOCKED,
             error_code=code,
             error_message=detail,
-            next_attempt_at=later,
+            retry_in=later,
         )
 
     def _halt(self, error: GatewayError) -> None:
@@ -469,8 +496,8 @@ class _Session:
                 return
 
     def _record(self, batch: list[outbox.Delivery]) -> None:
-        now = self.dispatcher.clock.now()
-        with self.dispatcher.database.write(lock=BaseLock.SHARED) as connection:
+        with self.dispatcher.sending() as connection:
+            now = self.dispatcher.clock.now_in(connection)
             recorded = outbox.record_outcomes(
                 connection,
                 deliveries=batch,
@@ -484,5 +511,5 @@ class _Session:
         self.report.retried += recorded.get(WarningState.PENDING, 0)
 
     def _release(self) -> int:
-        with self.dispatcher.database.write(lock=BaseLock.SHARED) as connection:
+        with self.dispatcher.sending() as connection:
             return outbox.release(connection, tokens=self.tokens)

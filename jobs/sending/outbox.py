@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -55,7 +55,9 @@ class Delivery:
     gateway_message_id: str | None = None
     error_code: str | None = None
     error_message: str | None = None
-    next_attempt_at: datetime | None = None
+    # When it may be tried again, counted from the moment the outcome is recorded (by the
+    # database's clock, like every decision about claims).
+    retry_in: timedelta | None = None
     # False when the gateway could not be used at all: the message was never really tried.
     attempt_counts: bool = True
 
@@ -224,7 +226,7 @@ def record_outcomes(
                     "new_message_id": item.gateway_message_id,
                     "new_error_code": item.error_code,
                     "new_error_message": item.error_message,
-                    "new_next_attempt_at": item.next_attempt_at,
+                    "new_next_attempt_at": now + (item.retry_in or timedelta(0)),
                     "uncounted": 0 if item.attempt_counts else 1,
                 }
                 for item in chosen

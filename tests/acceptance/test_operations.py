@@ -39,6 +39,7 @@ class TestStatusHealth:
         assert status["checks"] == {
             "last_run": {"ok": True, "problem": None},
             "run_age": {"ok": True, "problem": None},
+            "schedule": {"ok": True, "problem": None},
             "send_lag": {"ok": True, "problem": None},
             "gateway": {"ok": True, "problem": None},
             "send_failures": {"ok": True, "problem": None},

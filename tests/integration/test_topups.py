@@ -108,14 +108,17 @@ class TestTopupBetweenRuns:
     def test_topup_for_a_recycled_number_is_a_visible_reject(
         self, world: World, tmp_path: Path
     ) -> None:
-        """A top-up that arrives after the number went to the pool is refused with a reason
-        that tells the operator what to do, never dropped silently."""
+        """A top-up made after the number went to the pool is refused with a reason that tells
+        the operator what to do, never dropped silently."""
         msisdn = world.add_number(D - timedelta(days=93))
         world.add_warning(msisdn, 7, final_on=D - timedelta(days=10))
         world.fresh_feed(D)
         world.run(D, allow_mass_recycle=True)
         assert world.number(msisdn).in_pool
-        summary = load(world, topup_file(tmp_path, f"LATE,{msisdn},2026-11-19T10:00,2026-12-19"))
+        stamped = (world.clock.now() + timedelta(hours=1)).astimezone(world.settings.zone)
+        world.clock.advance(timedelta(hours=2))
+        made = stamped.strftime("%Y-%m-%dT%H:%M")
+        summary = load(world, topup_file(tmp_path, f"LATE,{msisdn},{made},2026-12-19"))
         assert (summary.applied, summary.rejected) == (0, 1)
         assert summary.rejects_path is not None
         with Path(summary.rejects_path).open(encoding="utf-8") as handle:
@@ -135,6 +138,44 @@ class TestTopupBetweenRuns:
             "it back: if the subscriber paid in time, use `recycler reinstate`",
             "LATE",
             msisdn,
-            "2026-11-19T10:00",
+            made,
             "2026-12-19",
         ]
+
+    def test_topup_stamped_before_the_recycle_gives_the_number_back(
+        self, world: World, tmp_path: Path
+    ) -> None:
+        """The feed was late: a top-up made the day before the recycle, arriving after it,
+        would have kept the number; it goes back to its owner with the top-up's validity,
+        recorded as a reinstatement by the import."""
+        msisdn = world.add_number(D - timedelta(days=93), owner_id="alice")
+        world.add_warning(msisdn, 7, final_on=D - timedelta(days=10))
+        world.fresh_feed(D)
+        world.run(D, allow_mass_recycle=True)
+        assert world.number(msisdn).in_pool
+        summary = load(world, topup_file(tmp_path, f"PAID,{msisdn},2026-11-19T10:00,2026-12-19"))
+        assert (summary.applied, summary.rejected, summary.outcomes) == (
+            1,
+            0,
+            {"reinstated": 1},
+        )
+        state = world.number(msisdn)
+        assert (state.owner_id, state.in_pool, state.validity_end) == (
+            "alice",
+            False,
+            date(2026, 12, 19),
+        )
+        assert world.events_of(msisdn)[-2:] == ["ownership.reinstated", "topup.applied"]
+
+    def test_an_old_topup_that_would_not_have_saved_it_is_a_reject(
+        self, world: World, tmp_path: Path
+    ) -> None:
+        """Stamped before the recycle, but its validity end was past grace on the night: the
+        recycle was right, and the row is a reject."""
+        msisdn = world.add_number(D - timedelta(days=93))
+        world.add_warning(msisdn, 7, final_on=D - timedelta(days=10))
+        world.fresh_feed(D)
+        world.run(D, allow_mass_recycle=True)
+        summary = load(world, topup_file(tmp_path, f"OLD,{msisdn},2026-08-01T10:00,2026-08-15"))
+        assert (summary.applied, summary.rejected) == (0, 1)
+        assert world.number(msisdn).in_pool
