@@ -254,6 +254,7 @@ def _apply(
         report.outcome = RunOutcome.COVERED
         return
     load_frames(connection, build_frames(scope.as_of, scope.rules, templates))
+    steps.prepare_queue(connection)
     steps.queue_warnings(connection, scope)
     checkpoint("run.warnings_queued")
 

@@ -128,6 +128,62 @@ _WARNING_COLUMNS = [
 ]
 
 
+# Where the warnings a statement would queue are gathered before they are written. A statement
+# that reads the table it fills is planned when that table is small (on a first night, empty),
+# and every row it adds lengthens each later probe: quadratic. Choosing first, into this table,
+# and writing second keeps each statement's cost linear in what it touches, whatever the
+# planner's statistics say (tests/integration/test_query_plans.py pins it).
+_queue_metadata = sa.MetaData()
+run_queue = sa.Table(
+    "run_queue",
+    _queue_metadata,
+    *(
+        sa.Column(column.name, column.type)
+        for column in warnings.columns
+        if column.name
+        in (
+            "msisdn",
+            "cycle",
+            "stage",
+            "owner_id",
+            "language",
+            "grace_end",
+            "text",
+            "encoding",
+            "segments",
+            "state",
+            "queued_at",
+            "queued_on",
+            "queued_by_run_id",
+            "attempts",
+            "next_attempt_at",
+        )
+    ),
+    prefixes=["TEMPORARY"],
+    postgresql_on_commit="DROP",
+)
+
+
+def prepare_queue(connection: Connection) -> None:
+    """Create the run's temporary queue table in this transaction."""
+    if connection.dialect.name == "sqlite":
+        # SQLite keeps temporary tables for the life of the connection, which the pool reuses.
+        connection.exec_driver_sql("DROP TABLE IF EXISTS temp.run_queue")
+    run_queue.create(connection)
+
+
+def _write_queue(connection: Connection, chosen: sa.Select[tuple[object, ...]]) -> None:
+    """Gather the chosen warnings, then write them: two statements, neither of which reads the
+    table it writes."""
+    connection.execute(run_queue.delete())
+    connection.execute(run_queue.insert().from_select(_WARNING_COLUMNS, chosen))
+    connection.execute(
+        warnings.insert().from_select(
+            _WARNING_COLUMNS, sa.select(*(run_queue.c[name] for name in _WARNING_COLUMNS))
+        )
+    )
+
+
 def queue_warnings(connection: Connection, scope: RunScope) -> None:
     """Queue the due stage for every owned, unheld number inside the warning stages, unless its
     cycle already has that stage or a more urgent one."""
@@ -159,7 +215,7 @@ def queue_warnings(connection: Connection, scope: RunScope) -> None:
             ~already_warned,
         )
     )
-    connection.execute(warnings.insert().from_select(_WARNING_COLUMNS, chosen))
+    _write_queue(connection, chosen)
 
 
 def queue_final_notices(connection: Connection, scope: RunScope) -> None:
@@ -186,7 +242,7 @@ def queue_final_notices(connection: Connection, scope: RunScope) -> None:
         )
         .where(_owned, _not_held, _past_grace(scope), ~any_warning)
     )
-    connection.execute(warnings.insert().from_select(_WARNING_COLUMNS, chosen))
+    _write_queue(connection, chosen)
 
 
 def audit_queued_warnings(connection: Connection, scope: RunScope) -> None:
@@ -346,8 +402,21 @@ def recycle(connection: Connection, scope: RunScope) -> int:
     return recycled
 
 
+run_deferrals = sa.Table(
+    "run_deferrals",
+    _queue_metadata,
+    sa.Column("msisdn", numbers.c.msisdn.type, primary_key=True),
+    sa.Column("owner_id", numbers.c.owner_id.type),
+    sa.Column("cycle", sa.Integer),
+    sa.Column("validity_end", sa.Date),
+    prefixes=["TEMPORARY"],
+    postgresql_on_commit="DROP",
+)
+
+
 def audit_deferrals(connection: Connection, scope: RunScope) -> None:
-    """Record, once per number and cycle, that its recycle waits for the minimum notice."""
+    """Record, once per number and cycle, that its recycle waits for the minimum notice (the
+    numbers are chosen first, then their events written: see ``run_queue``)."""
     already = (
         sa.exists()
         .where(
@@ -357,23 +426,35 @@ def audit_deferrals(connection: Connection, scope: RunScope) -> None:
         )
         .correlate(numbers)
     )
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("DROP TABLE IF EXISTS temp.run_deferrals")
+    run_deferrals.create(connection)
+    connection.execute(
+        run_deferrals.insert().from_select(
+            ["msisdn", "owner_id", "cycle", "validity_end"],
+            sa.select(
+                numbers.c.msisdn, numbers.c.owner_id, numbers.c.cycle, numbers.c.validity_end
+            ).where(_owned, _not_held, _past_grace(scope), ~_notice_given(scope), ~already),
+        )
+    )
     reason = (
-        f"no warning of this cycle reached the subscriber at least "
-        f"{scope.rules.min_notice_days} days before {scope.as_of.isoformat()}"
+        f"no warning of this cycle gave notice (accepted by the gateway, or refused for the "
+        f"number itself) at least {scope.rules.min_notice_days} days before "
+        f"{scope.as_of.isoformat()}"
     )
     record_events(
         connection,
-        numbers,
-        sa.and_(_owned, _not_held, _past_grace(scope), ~_notice_given(scope), ~already),
+        run_deferrals,
+        sa.true(),
         now=scope.now,
         actor=scope.actor,
         event_type="recycle.deferred",
-        msisdn=numbers.c.msisdn,
+        msisdn=run_deferrals.c.msisdn,
         reason=reason,
         run_id=scope.run_id,
-        owner_id=numbers.c.owner_id,
-        cycle=numbers.c.cycle,
-        validity_end_before=numbers.c.validity_end,
+        owner_id=run_deferrals.c.owner_id,
+        cycle=run_deferrals.c.cycle,
+        validity_end_before=run_deferrals.c.validity_end,
     )
 
 

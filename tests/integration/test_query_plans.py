@@ -1,0 +1,202 @@
+"""The shape of every statement of the nightly run, the imports and the sender's claim, pinned
+on PostgreSQL whatever the planner's statistics say (issue 10; pgqueuer's
+test_query_plan_regression.py is the model).
+
+Each statement is EXPLAINed on its own connection, with its own parameters, just before it runs,
+as the real commands run it through the real import path, in the states an operator's database
+goes through: never analysed, analysed while empty and then filled, analysed small and grown
+since. A plan fails the test when
+
+- the inner side of a nested loop is a sequential scan of a table that grows with the base and
+  holds more than a few hundred rows when the statement runs: rescanned once per outer row, it
+  makes the statement quadratic; or
+- a statement reads the very table it inserts into: its plan was made when that table was
+  small (empty, on a first night), and every row it adds makes each later probe longer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from jobs.importing.subscribers import import_subscribers
+from jobs.importing.topups import import_topups
+from jobs.sending.dispatcher import Dispatcher
+from notifier.testing import InMemoryGateway
+from tests.benchmarks.exports import subscriber_export, topup_export
+from tests.support.world import World, as_of_noon
+
+pytestmark = pytest.mark.postgresql_only
+
+D = date(2026, 11, 20)
+GROWING = frozenset(
+    {"numbers", "ownerships", "warnings", "audit_events", "topups", "resale_pool", "holds"}
+)
+TABLES = sorted(GROWING | {"runs", "imports"})
+
+
+# A sequential scan rescanned per outer row is harmless on a table this small.
+SMALL = 300
+
+
+@dataclass
+class Plans:
+    """Every statement explained while recording (with the sizes of the growing tables at that
+    moment), and what is wrong with each."""
+
+    explained: list[tuple[str, dict[str, Any], dict[str, int]]] = field(default_factory=list)
+
+    def problems(self) -> list[str]:
+        found = []
+        for statement, plan, sizes in self.explained:
+            for problem in _problems(plan["Plan"], _target(plan["Plan"]), sizes):
+                found.append(f"{problem}\n    in: {' '.join(statement.split())[:300]}")
+        return found
+
+
+def _target(root: dict[str, Any]) -> str | None:
+    if root.get("Node Type") == "ModifyTable" and root.get("Operation") == "Insert":
+        return str(root.get("Relation Name"))
+    return None
+
+
+def _nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield node
+    for child in node.get("Plans", []):
+        yield from _nodes(child)
+
+
+def _problems(root: dict[str, Any], target: str | None, sizes: dict[str, int]) -> Iterator[str]:
+    for node in _nodes(root):
+        relation = node.get("Relation Name")
+        if target is not None and relation == target and node is not root:
+            yield f"reads {target}, the table it inserts into ({node['Node Type']})"
+        if node.get("Node Type") == "Nested Loop" and len(node.get("Plans", [])) == 2:
+            inner = node["Plans"][1]
+            while inner.get("Node Type") in ("Materialize", "Memoize") and inner.get("Plans"):
+                if inner.get("Node Type") == "Materialize":
+                    break  # evaluated once: not rescanned per outer row
+                inner = inner["Plans"][0]
+            relation = inner.get("Relation Name")
+            if (
+                inner.get("Node Type") == "Seq Scan"
+                and relation in GROWING
+                and (sizes.get(relation, 0) > SMALL or relation == target)
+            ):
+                yield (
+                    f"nested loop ({node.get('Join Type')}) rescans {inner['Relation Name']} "
+                    "sequentially for every outer row"
+                )
+
+
+@contextmanager
+def recorded(world: World) -> Iterator[Plans]:
+    """EXPLAIN every data statement the code runs, on its own cursor, before it runs."""
+    plans = Plans()
+    explaining = False
+
+    def before(
+        connection: Any, cursor: Any, statement: str, parameters: Any, _context: Any, many: bool
+    ) -> None:
+        nonlocal explaining
+        verb = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else ""
+        if explaining or many or verb not in ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH"):
+            return
+        if "pg_advisory" in statement or "statement_timestamp" in statement:
+            return
+        explaining = True
+        try:
+            cursor.execute(f"EXPLAIN (FORMAT JSON) {statement}", parameters)
+            (row,) = cursor.fetchall()
+            document = row[0] if not isinstance(row[0], str) else json.loads(row[0])
+            cursor.execute(
+                " UNION ALL ".join(
+                    f"SELECT '{table}', count(*) FROM {table}" for table in sorted(GROWING)
+                )
+            )
+            sizes = {str(name): int(count) for name, count in cursor.fetchall()}
+            plans.explained.append((statement, document[0], sizes))
+        finally:
+            explaining = False
+
+    event.listen(world.database.engine, "before_cursor_execute", before)
+    try:
+        yield plans
+    finally:
+        event.remove(world.database.engine, "before_cursor_execute", before)
+
+
+def no_autovacuum(world: World) -> None:
+    """The planner sees only the statistics each state gives it, not autovacuum's."""
+    with world.database.write() as connection:
+        for table in TABLES:
+            connection.exec_driver_sql(f"ALTER TABLE {table} SET (autovacuum_enabled = off)")
+
+
+def analyse(world: World) -> None:
+    with world.database.engine.connect().execution_options(
+        isolation_level="AUTOCOMMIT"
+    ) as connection:
+        connection.exec_driver_sql(f"ANALYZE {', '.join(TABLES)}")
+
+
+def an_operators_night(world: World, folder: Path, count: int, offset: int = 0) -> None:
+    """Import a subscriber export and a day's top-ups, run the night, and send a batch."""
+    subscribers = subscriber_export(folder / f"subscribers-{offset}.csv", count, D, seed=offset)
+    import_subscribers(world.database, subscribers, world.settings, world.clock, actor="feed")
+    topups = topup_export(folder / f"topups-{offset}.csv", count // 10, count, D - timedelta(1))
+    import_topups(world.database, topups, world.settings, world.clock, actor="feed")
+    world.fresh_feed(D)
+    world.run(D, allow_mass_recycle=True)
+    sending = world.with_settings(send_window="00:00-24:00", send_rate=0)
+    Dispatcher(sending.database, sending.settings, InMemoryGateway(), world.clock).drain(limit=200)
+
+
+@pytest.fixture
+def operator_world(world: World) -> World:
+    world.clock.moment = as_of_noon(D, world.settings)
+    no_autovacuum(world)
+    return world
+
+
+class TestPlansStayLinear:
+    """No statement rescans a growing table, in any state of the statistics."""
+
+    def test_never_analysed(self, operator_world: World, tmp_path: Path) -> None:
+        """A new database, the first import, the first night: no statistics at all."""
+        with recorded(operator_world) as plans:
+            an_operators_night(operator_world, tmp_path, 6000)
+        assert len(plans.explained) > 20
+        assert plans.problems() == [], "\n".join(plans.problems())
+
+    def test_analysed_while_empty(self, operator_world: World, tmp_path: Path) -> None:
+        """Statistics taken on empty tables (a fresh `db upgrade`, then ANALYZE), then filled:
+        the planner believes the tables are empty."""
+        analyse(operator_world)
+        with recorded(operator_world) as plans:
+            an_operators_night(operator_world, tmp_path, 6000)
+        assert plans.problems() == [], "\n".join(plans.problems())
+
+    def test_stale_after_a_large_import(self, operator_world: World, tmp_path: Path) -> None:
+        """Analysed at 300 numbers, then 8,000 more imported without new statistics."""
+        an_operators_night(operator_world, tmp_path, 300, offset=0)
+        analyse(operator_world)
+        with recorded(operator_world) as plans:
+            subscribers = subscriber_export(tmp_path / "more.csv", 8300, D, seed=5)
+            import_subscribers(
+                operator_world.database,
+                subscribers,
+                operator_world.settings,
+                operator_world.clock,
+                actor="feed",
+            )
+            operator_world.run(D + timedelta(days=1), allow_mass_recycle=True)
+        assert plans.problems() == [], "\n".join(plans.problems())
