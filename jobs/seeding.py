@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -32,14 +32,13 @@ from jobs.clock import Clock, local_date
 from jobs.database.engine import BaseLock, Database, retried
 from jobs.database.functions import add_days
 from jobs.database.schema import (
-    UtcDateTime,
     audit_events,
     numbers,
     warnings,
 )
 from jobs.importing.common import add_owned_numbers, insert_topups
 from jobs.importing.loader import record_import
-from jobs.importing.staging import StagingTable
+from jobs.importing.staging import StagingTable, staging_table
 from jobs.nightly.frames import FrameRow, frame_row, framed_text, load_frames, text_frames
 from jobs.nightly.runner import rules_of
 from jobs.rules import Rules
@@ -88,26 +87,25 @@ _SPACE = sum(10**digits for _, digits in MOBILE_PREFIXES)
 _PLANS = ((Decimal(1), 7), (Decimal(2), 15), (Decimal(5), 30), (Decimal(10), 60), (Decimal(15), 90))
 _CHUNK = 20_000
 
-_metadata = sa.MetaData()
-seed_staging = sa.Table(
-    "staging_seed",
-    _metadata,
-    sa.Column("line", sa.Integer, primary_key=True),
-    sa.Column("raw", sa.Text, nullable=False),
-    sa.Column("msisdn", sa.String(16), nullable=False),
-    sa.Column("owner_id", sa.String(64), nullable=False),
-    sa.Column("language", sa.String(2), nullable=False),
-    sa.Column("validity_end", sa.Date, nullable=False),
-    sa.Column("topup_id", sa.String(64), nullable=False),
-    sa.Column("topped_up_at", UtcDateTime, nullable=False),
-    sa.Column("amount", sa.Numeric(14, 2), nullable=False),
+
+class SeedRow(NamedTuple):
+    """One synthetic number, with the top-up that set its validity end."""
+
+    line: int
+    raw: str
+    msisdn: str
+    owner_id: str
+    language: str
+    validity_end: date
+    topup_id: str
+    topped_up_at: datetime
+    amount: Decimal
     # Which warnings the number already had before D: all passed stages, the last one, or none.
-    sa.Column("history", sa.String(8), nullable=False),
-    sa.Column("reject", sa.Text),
-    sa.Column("outcome", sa.String(16)),
-    prefixes=["TEMPORARY"],
-    postgresql_on_commit="DROP",
-)
+    history: str
+    reject: str | None
+
+
+seed_staging = staging_table("staging_seed", SeedRow)
 
 
 @dataclass(frozen=True)
@@ -161,7 +159,7 @@ class _Plan:
         return rng.randint(-grace, 60), "full"
 
 
-def _rows(summary_seed: int, count: int, plan: _Plan, zone: Any) -> Iterator[tuple[Any, ...]]:
+def _rows(summary_seed: int, count: int, plan: _Plan, zone: Any) -> Iterator[SeedRow]:
     rng = random.Random(summary_seed)
     # An affine walk over the number space: every index gives a different number, no memory.
     stride = 2_654_435_761
@@ -180,18 +178,18 @@ def _rows(summary_seed: int, count: int, plan: _Plan, zone: Any) -> Iterator[tup
         moment = datetime.combine(bought_on, time(8), tzinfo=zone) + timedelta(
             seconds=rng.randrange(14 * 3600)
         )
-        yield (
-            index + 1,
-            "",
-            msisdn,
-            f"KH{summary_seed % 100:02d}{index:09d}",
-            "km" if rng.random() < 0.8 else "en",
-            validity_end,
-            f"seed-{summary_seed}-{index}",
-            moment.astimezone(UTC),
-            price,
-            history,
-            None,
+        yield SeedRow(
+            line=index + 1,
+            raw="",
+            msisdn=msisdn,
+            owner_id=f"KH{summary_seed % 100:02d}{index:09d}",
+            language="km" if rng.random() < 0.8 else "en",
+            validity_end=validity_end,
+            topup_id=f"seed-{summary_seed}-{index}",
+            topped_up_at=moment.astimezone(UTC),
+            amount=price,
+            history=history,
+            reject=None,
         )
 
 

@@ -303,6 +303,17 @@ class Database:
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.exec_driver_sql(f"{command} {', '.join(tables)}")
 
+    def estimated_rows(self, table: str) -> float:
+        """The planner's idea of a table's size (0 when it has none yet, or on SQLite)."""
+        if not self.is_postgresql:
+            return 0.0
+        with self.read() as connection:
+            rows = connection.execute(
+                sa.text("SELECT reltuples FROM pg_class WHERE oid = CAST(:name AS regclass)"),
+                {"name": table},
+            ).scalar()
+        return max(float(rows or 0), 0.0)
+
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()

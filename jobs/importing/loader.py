@@ -8,9 +8,8 @@ rows are committed.
 from __future__ import annotations
 
 import csv
-import io
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -36,9 +35,11 @@ __all__ = [
     "run_import",
 ]
 
-# From this many applied rows on, the import refreshes the planner's statistics itself rather
-# than leave the next nightly run to plan on stale ones.
-_BULK_ROWS = 10_000
+# An import that changed more than this share of the base refreshes the planner's statistics
+# itself rather than leave the next statements to plan on stale ones (autovacuum catches up with
+# smaller changes; the statements' shapes do not depend on it, tests/integration/
+# test_query_plans.py).
+_STALE_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -87,29 +88,19 @@ class ImportSummary:
 
 
 class RowParser(Protocol):
-    """Turns one raw row into a staging tuple (line, raw, fields…, reject reason)."""
+    """Turns one raw row into a staging row (a NamedTuple of the staging table's row type)."""
 
-    def __call__(self, row: RawRow, raw_text: str, context: ImportContext) -> tuple[Any, ...]: ...
+    def __call__(self, row: RawRow) -> tuple[Any, ...]: ...
 
 
 class Merge(Protocol):
-    """Applies the staged good rows; marks refused ones and sets each applied row's outcome."""
+    """Applies the staged good rows and marks the refused ones. A row it gives an outcome of its
+    own is counted under it; the rows it leaves unmarked are counted as the merge returns
+    (outcome to count), or all under the import's ``unmarked_outcome``."""
 
     def __call__(
         self, connection: Connection, staging: StagingTable, context: ImportContext, import_id: int
-    ) -> None: ...
-
-
-def _staged_rows(
-    source: CsvFile, parse: RowParser, context: ImportContext
-) -> Iterator[tuple[Any, ...]]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="")
-    for row in source.rows():
-        buffer.seek(0)
-        buffer.truncate()
-        writer.writerow(row.raw)
-        yield parse(row, buffer.getvalue(), context)
+    ) -> dict[str, int] | None: ...
 
 
 def run_import(
@@ -118,10 +109,11 @@ def run_import(
     *,
     csv_format: CsvFormat,
     staging_table: sa.Table,
-    key_columns: tuple[str, ...],
+    key_column: str,
     content_columns: tuple[str, ...],
-    parse: RowParser,
+    parser: Callable[[ImportContext], RowParser],
     merge: Merge,
+    unmarked_outcome: str = "applied",
     settings: Settings,
     clock: Clock,
     actor: str,
@@ -140,9 +132,10 @@ def run_import(
             lock=BaseLock.EXCLUSIVE, statement_seconds=settings.run_statement_timeout_seconds
         ) as connection:
             staging = StagingTable(connection, staging_table)
-            staging.load(_staged_rows(source, parse, context))
-            staging.index(*dict.fromkeys((*key_columns, "msisdn")))
-            _refuse_duplicates(connection, staging.table, key_columns, content_columns)
+            parse = parser(context)
+            staging.load(parse(row) for row in source.rows())
+            staging.index(*dict.fromkeys((key_column, "msisdn")))
+            _refuse_duplicates(connection, staging.table, key_column, content_columns)
             import_id = record_import(
                 connection,
                 kind=csv_format.kind,
@@ -151,8 +144,8 @@ def run_import(
                 actor=context.actor,
                 watermark=watermark,
             )
-            merge(connection, staging, context, import_id)
-            _summarise(connection, staging.table, summary)
+            unmarked = merge(connection, staging, context, import_id)
+            _summarise(connection, staging.table, summary, unmarked or {unmarked_outcome: -1})
             _finish_record(connection, summary, import_id)
             if summary.rejected:
                 _write_rejects(connection, staging.table, source.columns, pending_rejects)
@@ -160,7 +153,7 @@ def run_import(
         if summary.rejected:
             pending_rejects.replace(rejects_target)
             summary.rejects_path = str(rejects_target)
-        if summary.applied >= _BULK_ROWS:
+        if summary.applied > _STALE_SHARE * database.estimated_rows("numbers"):
             database.refresh_statistics("numbers", "ownerships", "topups", "warnings")
     finally:
         pending_rejects.unlink(missing_ok=True)
@@ -170,22 +163,29 @@ def run_import(
 def _refuse_duplicates(
     connection: Connection,
     table: sa.Table,
-    key_columns: tuple[str, ...],
+    key_column: str,
     content_columns: tuple[str, ...],
 ) -> None:
     """Rows after the first with the same key are duplicates; if any of them says something
-    different from the first, the first is refused too, since the file contradicts itself."""
+    different from the first, the first is refused too, since the file contradicts itself.
+
+    Only keys that occur more than once are looked at (one grouping pass), so a file without
+    duplicates costs a scan, not a lookup per row."""
     other = table.alias("other")
-    same_key = sa.and_(*(other.c[name] == table.c[name] for name in key_columns))
+    key = table.c[key_column]
+    # Keys the file holds more than once, whatever became of their rows: the same set for
+    # both passes below.
+    repeated = key.in_(
+        sa.select(other.c[key_column])
+        .where(other.c[key_column].is_not(None))
+        .group_by(other.c[key_column])
+        .having(sa.func.count() > 1)
+    )
+    same_key = other.c[key_column] == key
     first_line = (
         sa.select(sa.func.min(other.c.line))
         .where(same_key, other.c.reject.is_(None))
         .scalar_subquery()
-    )
-    connection.execute(
-        sa.update(table)
-        .where(table.c.reject.is_(None), table.c.line > first_line)
-        .values(reject=sa.literal("duplicate of line ") + sa.cast(first_line, sa.String))
     )
     differs = sa.or_(*(other.c[name].is_distinct_from(table.c[name]) for name in content_columns))
     conflicting_line = (
@@ -195,7 +195,14 @@ def _refuse_duplicates(
     )
     connection.execute(
         sa.update(table)
-        .where(table.c.reject.is_(None), conflicting_line.is_not(None))
+        .where(table.c.reject.is_(None), repeated, table.c.line > first_line)
+        .values(reject=sa.literal("duplicate of line ") + sa.cast(first_line, sa.String))
+    )
+    # A second pass: SQLite's UPDATE sees its own changes as it goes, so the first pass's
+    # verdicts must be written before this one asks which lines are still good.
+    connection.execute(
+        sa.update(table)
+        .where(table.c.reject.is_(None), repeated, conflicting_line.is_not(None))
         .values(
             reject=sa.literal("contradicted by line ")
             + sa.cast(conflicting_line, sa.String)
@@ -234,7 +241,11 @@ def record_import(
     )
 
 
-def _summarise(connection: Connection, table: sa.Table, summary: ImportSummary) -> None:
+def _summarise(
+    connection: Connection, table: sa.Table, summary: ImportSummary, unmarked: dict[str, int]
+) -> None:
+    """Count the rows by outcome; the good rows the merge left unmarked as `unmarked` says (a
+    count of -1: all of them under that outcome)."""
     refused = table.c.reject.is_not(None)
     rows = connection.execute(
         sa.select(refused, table.c.outcome, sa.func.count()).group_by(refused, table.c.outcome)
@@ -245,8 +256,13 @@ def _summarise(connection: Connection, table: sa.Table, summary: ImportSummary) 
             summary.rejected += count
         elif outcome == "ignored":
             summary.ignored += count
-        else:
+        elif outcome is not None:
             summary.outcomes[str(outcome)] = count
+            summary.applied += count
+        else:
+            for name, share in unmarked.items():
+                if share:
+                    summary.outcomes[name] = count if share < 0 else share
             summary.applied += count
 
 
@@ -276,4 +292,4 @@ def _write_rejects(
         writer = csv.writer(handle)
         writer.writerow(["line", "reason", *header])
         for line, reason, raw in rows:
-            writer.writerow([line, reason, *next(csv.reader([raw]))])
+            writer.writerow([line, reason, *next(csv.reader([raw]), [])])

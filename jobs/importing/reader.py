@@ -12,7 +12,7 @@ import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from jobs.errors import InputRefused
 
@@ -23,6 +23,8 @@ __all__ = ["CsvFile", "CsvFormat", "CsvRefused", "RawRow"]
 # can make a "line" of many megabytes).
 FIELD_LIMIT = 4096
 LINE_LIMIT = 65_536
+# How much of the file is read and decoded at once.
+_CHUNK = 1 << 20
 
 
 class CsvRefused(InputRefused):
@@ -38,14 +40,19 @@ class CsvFormat:
     required: tuple[str, ...]
     optional: tuple[str, ...] = ()
 
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Every column, required first: the order of ``RawRow.fields``."""
+        return self.required + self.optional
 
-@dataclass(frozen=True)
-class RawRow:
-    """One data row: its line number in the file, its fields by column, and the raw fields."""
+
+class RawRow(NamedTuple):
+    """One data row: its line number in the file, its fields in the format's column order
+    (stripped; an absent optional column is empty), and the record as it stood in the file."""
 
     line: int
-    fields: dict[str, str]
-    raw: list[str]
+    fields: tuple[str, ...]
+    raw: str
     problem: str | None = None  # set when the row cannot even be split into the columns
 
 
@@ -93,6 +100,7 @@ class CsvFile:
         except OSError as error:
             raise CsvRefused(f"cannot read {self.path}: {error.strerror}") from None
         self._overlong: set[int] = set()
+        self._consumed: list[str] = []
         counting = io.BufferedReader(_CountingReader(binary, self.on_progress))
         reader = csv.reader(self._lines(counting), strict=True)
         try:
@@ -105,26 +113,65 @@ class CsvFile:
             counting.close()
 
     def _lines(self, binary: io.BufferedIOBase) -> Iterator[str]:
-        """The file's lines as text, each decoded on its own so that a bad byte is reported on
-        its own line, and each bounded: an overlong line is skipped in pieces and stands as a
-        blank line, remembered by number."""
+        """The file's lines as text, read and decoded a megabyte at a time, yet with a bad byte
+        reported on its own line; an overlong line is skipped (never held whole) and stands
+        as a blank line, remembered by number."""
         number = 0
-        while raw := binary.readline(LINE_LIMIT + 1):
-            number += 1
-            if len(raw) > LINE_LIMIT:
-                while not raw.endswith(b"\n") and (raw := binary.readline(LINE_LIMIT)):
-                    pass
+        buffer = b""
+        skipping = False  # inside a line already known to be too long
+        while chunk := binary.read(_CHUNK):
+            buffer += chunk
+            if skipping:
+                newline = buffer.find(b"\n")
+                if newline < 0:
+                    buffer = b""
+                    continue
+                buffer, skipping = buffer[newline + 1 :], False
+                number += 1
+                self._overlong.add(number)
+                yield "\n"
+            cut = buffer.rfind(b"\n") + 1
+            if cut:
+                block, buffer = buffer[:cut], buffer[cut:]
+                yield from self._block_lines(block, number)
+                number += block.count(b"\n")
+            if len(buffer) > LINE_LIMIT:
+                buffer, skipping = b"", True
+        if skipping:
+            self._overlong.add(number + 1)
+            yield "\n"
+        elif buffer:
+            yield from self._block_lines(buffer, number)
+
+    def _block_lines(self, block: bytes, before: int) -> Iterator[str]:
+        """The lines of a block of whole lines that follows line `before`."""
+        try:
+            text = block.decode("utf-8")
+        except UnicodeDecodeError as error:
+            bad = before + block.count(b"\n", 0, error.start) + 1
+            raise CsvRefused(
+                f"{self.path.name} is not UTF-8 text (bad byte on line {bad}); "
+                "export it as UTF-8 CSV"
+            ) from None
+        if before == 0:
+            text = text.removeprefix("\ufeff")
+        consumed = self._consumed
+        lines = text.split("\n")
+        last = len(lines) - 1
+        for index, line in enumerate(lines):
+            if index == last:
+                if line:  # the file's last line, without a newline
+                    consumed.append(line)
+                    yield line
+                return
+            number = before + index + 1
+            if len(line) >= LINE_LIMIT:
                 self._overlong.add(number)
                 yield "\n"
                 continue
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise CsvRefused(
-                    f"{self.path.name} is not UTF-8 text (bad byte on line {number}); "
-                    "export it as UTF-8 CSV"
-                ) from None
-            yield text.removeprefix("\ufeff") if number == 1 else text
+            # The record's own text, for the rejects file (a quoted field may span lines).
+            consumed.append(line)
+            yield line + "\n"
 
     def _rows(self, reader: Any) -> Iterator[RawRow]:
         header = next(reader, None)
@@ -137,27 +184,48 @@ class CsvFile:
         columns = [name.strip().lower() for name in header]
         _check_header(self.path, columns, self.csv_format)
         self.columns = columns
-        optional = self.csv_format.optional
-        for raw in reader:
+        width = len(columns)
+        # Where each of the format's columns stands in this file (None: an optional one absent).
+        order = [
+            columns.index(name) if name in columns else None for name in self.csv_format.columns
+        ]
+        plain = order == list(range(width))
+        trailing_optional = [
+            count
+            for count in range(width)
+            if all(name in self.csv_format.optional for name in columns[count:])
+        ]
+        consumed = self._consumed
+        consumed.clear()
+        for record in reader:
+            values: list[str] = record
             line = reader.line_num
+            raw = (consumed[0] if len(consumed) == 1 else "\n".join(consumed)).rstrip("\r")
+            consumed.clear()
             if line in self._overlong:
-                yield RawRow(line, {}, [], f"the line is longer than {LINE_LIMIT} bytes")
+                yield RawRow(line, (), "", f"the line is longer than {LINE_LIMIT} characters")
                 continue
-            if not any(field.strip() for field in raw):
+            if not any(values) or not any(value.strip() for value in values):
                 continue  # blank lines carry nothing
-            if max(map(len, raw)) > FIELD_LIMIT:
-                yield RawRow(line, {}, [], f"a field is longer than {FIELD_LIMIT} characters")
+            if len(raw) > FIELD_LIMIT and max(map(len, values)) > FIELD_LIMIT:
+                yield RawRow(line, (), "", f"a field is longer than {FIELD_LIMIT} characters")
                 continue
-            fields = raw
-            # Trailing optional columns may be left off entirely, as many exports do.
-            missing = columns[len(raw) :]
-            if missing and all(name in optional for name in missing):
-                fields = raw + [""] * len(missing)
-            if len(fields) != len(columns):
-                yield RawRow(line, {}, raw, f"expected {len(columns)} fields, found {len(raw)}")
-                continue
-            values = {name: value.strip() for name, value in zip(columns, fields, strict=True)}
-            yield RawRow(line, values, raw)
+            if len(values) != width:
+                # Trailing optional columns may be left off entirely, as many exports do.
+                if len(values) in trailing_optional:
+                    values = values + [""] * (width - len(values))
+                else:
+                    problem = f"expected {width} fields, found {len(values)}"
+                    yield RawRow(line, (), raw, problem)
+                    continue
+            if plain:
+                yield RawRow(line, tuple([value.strip() for value in values]), raw)
+            else:
+                yield RawRow(
+                    line,
+                    tuple(["" if index is None else values[index].strip() for index in order]),
+                    raw,
+                )
 
 
 def _expected(csv_format: CsvFormat) -> str:

@@ -1,58 +1,115 @@
 """Staging tables: a file's rows land here first, then one set-based merge applies them.
 
-PostgreSQL loads through ``COPY … FROM STDIN``; SQLite through batched ``executemany``. Either way
-rows stream from the file to the database in batches, so memory does not grow with the file.
+Each staging table is declared from a named row type (one NamedTuple per kind of file): the
+parser builds rows of that type, the table's columns and the COPY column list come from its
+field names, so a column added in one place cannot shift the values of the others.
+
+PostgreSQL loads through ``COPY … FROM STDIN``; SQLite through batched ``executemany`` on the
+driver, values written as SQLAlchemy itself stores them there. Either way rows stream from the
+file to the database in batches, so memory does not grow with the file.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from itertools import islice
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from jobs.database.schema import UtcDateTime
 
-__all__ = ["StagingTable", "subscriber_staging", "topup_staging"]
+__all__ = [
+    "StagingTable",
+    "SubscriberRow",
+    "TopupRow",
+    "staging_table",
+    "subscriber_staging",
+    "topup_staging",
+]
 
 _BATCH = 10_000
 _metadata = sa.MetaData()
 
 
-def _staging(name: str, *columns: sa.Column[Any]) -> sa.Table:
+class SubscriberRow(NamedTuple):
+    """One line of a subscriber file, parsed (or refused: ``reject`` says why)."""
+
+    line: int
+    raw: str
+    msisdn: str | None
+    owner_id: str | None
+    language: str | None
+    validity_end: date | None
+    owner_since: date | None
+    reject: str | None
+
+
+class TopupRow(NamedTuple):
+    """One line of a top-up file, parsed (or refused: ``reject`` says why)."""
+
+    line: int
+    raw: str
+    topup_id: str | None
+    msisdn: str | None
+    topped_up_at: datetime | None
+    validity_end: date | None
+    amount: Decimal | None
+    reject: str | None
+
+
+# The column type of every field a row type may have.
+_TYPES: dict[str, Any] = {
+    "line": sa.Integer,
+    "raw": sa.Text,
+    "msisdn": sa.String(16),
+    "owner_id": sa.String(64),
+    "language": sa.String(2),
+    "validity_end": sa.Date,
+    "owner_since": sa.Date,
+    "topup_id": sa.String(64),
+    "topped_up_at": UtcDateTime,
+    "amount": sa.Numeric(14, 2),
+    "history": sa.String(8),
+    "reject": sa.Text,  # why the row is refused; empty for a row that may be applied
+}
+
+
+def staging_table(name: str, row_type: type[tuple[Any, ...]]) -> sa.Table:
+    """A temporary table with a column per field of the row type, in its order, plus the
+    outcome the merge fills in (created, extended, unchanged, …)."""
+    fields: tuple[str, ...] = row_type._fields  # type: ignore[attr-defined]
     return sa.Table(
         name,
         _metadata,
-        sa.Column("line", sa.Integer, primary_key=True),
-        sa.Column("raw", sa.Text, nullable=False),
-        *columns,
-        # Why the row is refused; empty for a row that may be applied.
-        sa.Column("reject", sa.Text),
-        # What applying the row did, filled in by the merge: created, extended, unchanged, ...
+        *(
+            sa.Column(field, _TYPES[field], primary_key=field == "line", nullable=field != "raw")
+            for field in fields
+        ),
         sa.Column("outcome", sa.String(16)),
         prefixes=["TEMPORARY"],
         postgresql_on_commit="DROP",
     )
 
 
-subscriber_staging = _staging(
-    "staging_subscribers",
-    sa.Column("msisdn", sa.String(16)),
-    sa.Column("owner_id", sa.String(64)),
-    sa.Column("language", sa.String(2)),
-    sa.Column("validity_end", sa.Date),
-)
+subscriber_staging = staging_table("staging_subscribers", SubscriberRow)
+topup_staging = staging_table("staging_topups", TopupRow)
 
-topup_staging = _staging(
-    "staging_topups",
-    sa.Column("topup_id", sa.String(64)),
-    sa.Column("msisdn", sa.String(16)),
-    sa.Column("topped_up_at", UtcDateTime),
-    sa.Column("validity_end", sa.Date),
-    sa.Column("amount", sa.Numeric(14, 2)),
-)
+
+def _sqlite_moment(value: datetime) -> str:
+    # As SQLAlchemy's UtcDateTime stores a moment on SQLite: naive UTC text.
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+# How SQLite is handed each kind of value (the driver would pick other text forms).
+_SQLITE_VALUES: dict[type, Callable[[Any], Any]] = {
+    date: date.isoformat,
+    datetime: _sqlite_moment,
+    Decimal: str,
+}
 
 
 class StagingTable:
@@ -61,22 +118,18 @@ class StagingTable:
     def __init__(self, connection: Connection, table: sa.Table) -> None:
         self.connection = connection
         self.table = table
-        # The columns a parsed row fills; the merge fills the others.
+        # The columns a parsed row fills; the merge fills the outcome.
         self.columns = [column.name for column in table.columns if column.name != "outcome"]
         if connection.dialect.name == "sqlite":
             connection.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{table.name}")
         table.create(connection)
 
     def load(self, rows: Iterable[tuple[Any, ...]]) -> None:
-        """Stream rows (tuples in column order) into the table."""
+        """Stream rows (of the table's row type) into the table."""
         if self.connection.dialect.name == "postgresql":
             self._copy(rows)
         else:
-            statement = self.table.insert()
-            for batch in _batches(rows):
-                self.connection.execute(
-                    statement, [dict(zip(self.columns, row, strict=True)) for row in batch]
-                )
+            self._insert(rows)
 
     def index(self, *column_names: str) -> None:
         """Index the loaded rows for the merge's lookups."""
@@ -94,6 +147,27 @@ class StagingTable:
         with driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
             for row in rows:
                 copy.write_row(row)
+
+    def _insert(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        driver_connection = self.connection.connection.driver_connection
+        assert driver_connection is not None
+        statement = (
+            f"INSERT INTO {self.table.name} ({', '.join(self.columns)}) "
+            f"VALUES ({', '.join('?' * len(self.columns))})"
+        )
+        cursor = driver_connection.cursor()
+        try:
+            for batch in _batches(rows):
+                cursor.executemany(statement, [_for_sqlite(row) for row in batch])
+        finally:
+            cursor.close()
+
+
+def _for_sqlite(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(
+        _SQLITE_VALUES[type(value)](value) if type(value) in _SQLITE_VALUES else value
+        for value in row
+    )
 
 
 def _batches(rows: Iterable[tuple[Any, ...]]) -> Iterator[list[tuple[Any, ...]]]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -21,11 +20,12 @@ from jobs.database.schema import (
     numbers,
     resale_pool,
 )
+from jobs.fast_numbers import NumberReader
 from jobs.importing import common
 from jobs.importing.loader import ImportContext, ImportSummary, run_import
 from jobs.importing.reader import CsvFormat, RawRow
-from jobs.importing.staging import StagingTable, subscriber_staging
-from jobs.phone import InvalidNumber, normalise
+from jobs.importing.staging import StagingTable, SubscriberRow, subscriber_staging
+from jobs.phone import InvalidNumber
 from jobs.settings import Settings
 
 __all__ = ["SUBSCRIBERS", "import_subscribers"]
@@ -37,40 +37,48 @@ LANGUAGES = ("km", "en")
 _MAX_OWNER = 64
 
 
-def _parse(row: RawRow, raw_text: str, context: ImportContext) -> tuple[Any, ...]:
-    def refused(reason: str) -> tuple[Any, ...]:
-        return (row.line, raw_text, None, None, None, None, reason)
+class _Parser:
+    """Turns one raw row of a subscriber file into a staging row."""
 
-    if row.problem:
-        return refused(row.problem)
-    fields = row.fields
-    try:
-        msisdn = normalise(
-            fields["msisdn"], context.settings.default_region, context.settings.regions
-        )
-    except InvalidNumber as error:
-        return refused(f"bad msisdn: {error}")
-    owner = fields["owner_id"]
-    if not owner:
-        return refused("empty owner_id")
-    if len(owner) > _MAX_OWNER:
-        return refused(f"owner_id longer than {_MAX_OWNER} characters")
-    language = fields["language"].lower()
-    if language not in LANGUAGES:
-        return refused(f"unknown language {fields['language']!r} (expected km or en)")
-    try:
-        validity_end = parse_date(fields["validity_end"])
-    except ValueError as error:
-        return refused(f"bad validity_end: {error}")
-    problem = out_of_range(validity_end, "validity_end")
-    if problem is not None:
-        return refused(problem)
-    return (row.line, raw_text, msisdn, owner, language, validity_end, None)
+    def __init__(self, context: ImportContext) -> None:
+        settings = context.settings
+        self.number = NumberReader(settings.default_region, settings.regions)
+
+    def __call__(self, row: RawRow) -> SubscriberRow:
+        line, fields, raw, problem = row
+        if problem is not None:
+            return _refused(row, problem)
+        written, owner, language, validity_text = fields
+        try:
+            msisdn = self.number(written)
+        except InvalidNumber as error:
+            return _refused(row, f"bad msisdn: {error}")
+        if not owner:
+            return _refused(row, "empty owner_id")
+        if len(owner) > _MAX_OWNER:
+            return _refused(row, f"owner_id longer than {_MAX_OWNER} characters")
+        if language not in LANGUAGES:
+            language = language.lower()
+            if language not in LANGUAGES:
+                return _refused(row, f"unknown language {fields[2]!r} (expected km or en)")
+        try:
+            validity_end = parse_date(validity_text)
+        except ValueError as error:
+            return _refused(row, f"bad validity_end: {error}")
+        problem = out_of_range(validity_end, "validity_end")
+        if problem is not None:
+            return _refused(row, problem)
+        return SubscriberRow(line, raw, msisdn, owner, language, validity_end, None, None)
+
+
+def _refused(row: RawRow, reason: str) -> SubscriberRow:
+    return SubscriberRow(row.line, row.raw, None, None, None, None, None, reason)
 
 
 def _merge(
     connection: Connection, staging: StagingTable, context: ImportContext, import_id: int
 ) -> None:
+    """Applies the rows; the new numbers' rows are left unmarked (counted as created)."""
     table = staging.table
     good = table.c.reject.is_(None)
     connection.execute(
@@ -96,8 +104,8 @@ def _merge(
             + sa.literal("; it changes owner only through `recycler pool sell` or `reinstate`")
         )
     )
-    known = sa.exists().where(numbers.c.msisdn == table.c.msisdn).correlate(table)
-    connection.execute(sa.update(table).where(good, ~known).values(outcome="created"))
+    # Only the rows of numbers already known get an outcome written; the rest, by far the most
+    # on a first import, are the new numbers, left unmarked rather than rewritten.
     connection.execute(
         sa.update(table)
         .where(good, table.c.outcome.is_(None), table.c.msisdn == numbers.c.msisdn)
@@ -119,7 +127,7 @@ def _merge(
 
 
 def _create(connection: Connection, table: sa.Table, context: ImportContext) -> None:
-    created = table.c.outcome == "created"
+    created = sa.and_(table.c.reject.is_(None), table.c.outcome.is_(None))
     common.add_owned_numbers(
         connection,
         table,
@@ -189,9 +197,10 @@ def import_subscribers(
         path,
         csv_format=SUBSCRIBERS,
         staging_table=subscriber_staging,
-        key_columns=("msisdn",),
+        key_column="msisdn",
         content_columns=("owner_id", "language", "validity_end"),
-        parse=_parse,
+        parser=_Parser,
+        unmarked_outcome="created",
         merge=_merge,
         settings=settings,
         clock=clock,

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -23,11 +22,12 @@ from jobs.database.audit import record_events
 from jobs.database.engine import Database, retried
 from jobs.database.functions import add_days
 from jobs.database.schema import numbers, ownerships, resale_pool, topups
+from jobs.fast_numbers import NumberReader
 from jobs.importing import common
 from jobs.importing.loader import ImportContext, ImportSummary, run_import
 from jobs.importing.reader import CsvFormat, RawRow
-from jobs.importing.staging import StagingTable, topup_staging
-from jobs.phone import InvalidNumber, normalise
+from jobs.importing.staging import StagingTable, TopupRow, topup_staging
+from jobs.phone import InvalidNumber
 from jobs.settings import Settings
 
 __all__ = ["TOPUPS", "import_topups"]
@@ -38,57 +38,65 @@ TOPUPS = CsvFormat(
 _MAX_ID = 64
 # Clocks disagree a little; a top-up stamped a few minutes ahead of ours is not from the future.
 _CLOCK_TOLERANCE = timedelta(minutes=5)
+# numeric(14, 2) holds less than this.
+_LARGEST_AMOUNT = Decimal(10) ** 12
 
 
-def _parse(row: RawRow, raw_text: str, context: ImportContext) -> tuple[Any, ...]:
-    def refused(reason: str) -> tuple[Any, ...]:
-        return (row.line, raw_text, None, None, None, None, None, reason)
+class _Parser:
+    """Turns one raw row of a top-up file into a staging row."""
 
-    if row.problem:
-        return refused(row.problem)
-    fields = row.fields
-    topup_id = fields["topup_id"]
-    if not topup_id:
-        return refused("empty topup_id")
-    if len(topup_id) > _MAX_ID:
-        return refused(f"topup_id longer than {_MAX_ID} characters")
-    try:
-        msisdn = normalise(
-            fields["msisdn"], context.settings.default_region, context.settings.regions
-        )
-    except InvalidNumber as error:
-        return refused(f"bad msisdn: {error}")
-    try:
-        topped_up_at = parse_moment(fields["topped_up_at"], context.settings.zone)
-    except ValueError as error:
-        return refused(f"bad topped_up_at: {error}")
-    if topped_up_at > context.now + _CLOCK_TOLERANCE:
-        return refused(f"topped_up_at {fields['topped_up_at']} is in the future")
-    try:
-        validity_end = parse_date(fields["validity_end"])
-    except ValueError as error:
-        return refused(f"bad validity_end: {error}")
-    problem = out_of_range(validity_end, "validity_end") or out_of_range(
-        local_date(topped_up_at, context.settings.zone), "topped_up_at"
-    )
-    if problem is not None:
-        return refused(problem)
-    if validity_end < local_date(topped_up_at, context.settings.zone):
-        return refused("validity_end is before the day of the top-up")
-    amount: Decimal | None = None
-    if fields.get("amount"):
+    def __init__(self, context: ImportContext) -> None:
+        settings = context.settings
+        self.number = NumberReader(settings.default_region, settings.regions)
+        self.zone = settings.zone
+        self.latest = context.now + _CLOCK_TOLERANCE
+
+    def __call__(self, row: RawRow) -> TopupRow:
+        line, fields, raw, problem = row
+        if problem is not None:
+            return _refused(row, problem)
+        topup_id, written, moment_text, validity_text, amount_text = fields
+        if not topup_id:
+            return _refused(row, "empty topup_id")
+        if len(topup_id) > _MAX_ID:
+            return _refused(row, f"topup_id longer than {_MAX_ID} characters")
         try:
-            amount = Decimal(fields["amount"])
-        except InvalidOperation:
-            return refused(f"bad amount {fields['amount']!r}")
-        if not amount.is_finite() or amount < 0 or abs(amount) >= Decimal(10) ** 12:
-            return refused(f"bad amount {fields['amount']!r}")
-    return (row.line, raw_text, topup_id, msisdn, topped_up_at, validity_end, amount, None)
+            msisdn = self.number(written)
+        except InvalidNumber as error:
+            return _refused(row, f"bad msisdn: {error}")
+        try:
+            topped_up_at = parse_moment(moment_text, self.zone)
+        except ValueError as error:
+            return _refused(row, f"bad topped_up_at: {error}")
+        if topped_up_at > self.latest:
+            return _refused(row, f"topped_up_at {moment_text} is in the future")
+        try:
+            validity_end = parse_date(validity_text)
+        except ValueError as error:
+            return _refused(row, f"bad validity_end: {error}")
+        problem = out_of_range(validity_end, "validity_end")
+        if problem is not None:
+            return _refused(row, problem)
+        if validity_end < local_date(topped_up_at, self.zone):
+            return _refused(row, "validity_end is before the day of the top-up")
+        amount: Decimal | None = None
+        if amount_text:
+            try:
+                amount = Decimal(amount_text)
+            except InvalidOperation:
+                return _refused(row, f"bad amount {amount_text!r}")
+            if not amount.is_finite() or amount < 0 or abs(amount) >= _LARGEST_AMOUNT:
+                return _refused(row, f"bad amount {amount_text!r}")
+        return TopupRow(line, raw, topup_id, msisdn, topped_up_at, validity_end, amount, None)
+
+
+def _refused(row: RawRow, reason: str) -> TopupRow:
+    return TopupRow(row.line, row.raw, None, None, None, None, None, reason)
 
 
 def _merge(
     connection: Connection, staging: StagingTable, context: ImportContext, import_id: int
-) -> None:
+) -> dict[str, int]:
     table = staging.table
     good = sa.and_(table.c.reject.is_(None), table.c.outcome.is_(None))
     connection.execute(
@@ -139,29 +147,18 @@ def _merge(
         import_id=import_id,
         moved_validity=table.c.validity_end > numbers.c.validity_end,
     )
+    # The good rows keep no outcome of their own (rewriting every row of a large file costs as
+    # much as the rest of the merge): what each did is in its stored top-up.
+    stored = table.join(topups, topups.c.topup_id == table.c.topup_id).join(
+        numbers, numbers.c.msisdn == table.c.msisdn
+    )
+    mine = sa.and_(good, topups.c.import_id == import_id)
     # A top-up whose validity end is not later than the number's changes nothing but is kept,
     # counted and recorded for what it is.
-    connection.execute(
-        sa.update(table)
-        .where(good, table.c.msisdn == numbers.c.msisdn)
-        .values(
-            outcome=sa.case(
-                (
-                    sa.and_(
-                        table.c.validity_end > numbers.c.validity_end,
-                        table.c.msisdn.in_(sa.select(reinstated.c.msisdn)),
-                    ),
-                    "reinstated",
-                ),
-                (table.c.validity_end > numbers.c.validity_end, "extended"),
-                else_="not_later",
-            )
-        )
-    )
     record_events(
         connection,
-        table.join(numbers, numbers.c.msisdn == table.c.msisdn),
-        table.c.outcome == "not_later",
+        stored,
+        sa.and_(mine, topups.c.moved_validity.is_(sa.false())),
         now=context.now,
         actor=context.actor,
         event_type="topup.not_later",
@@ -174,7 +171,19 @@ def _merge(
         validity_end_before=numbers.c.validity_end,
         validity_end_after=table.c.validity_end,
     )
-    _move_validity(connection, table, context)
+    _move_validity(connection, table, good, context)
+    what = sa.case(
+        (topups.c.moved_validity.is_(sa.false()), "not_later"),
+        (topups.c.msisdn.in_(sa.select(reinstated.c.msisdn)), "reinstated"),
+        else_="extended",
+    )
+    counted = connection.execute(
+        sa.select(what, sa.func.count())
+        .select_from(table.join(topups, topups.c.topup_id == table.c.topup_id))
+        .where(mine)
+        .group_by(what)
+    )
+    return {str(outcome): count for outcome, count in counted}
 
 
 _late_metadata = sa.MetaData()
@@ -298,13 +307,15 @@ _LATE_PAYER_REASON = (
 )
 
 
-def _move_validity(connection: Connection, table: sa.Table, context: ImportContext) -> None:
+def _move_validity(
+    connection: Connection, table: sa.Table, good: ColumnElement[bool], context: ImportContext
+) -> None:
     newest = (
         sa.select(
             table.c.msisdn.label("msisdn"),
             sa.func.max(table.c.validity_end).label("validity_end"),
         )
-        .where(table.c.outcome.in_(("extended", "reinstated")))
+        .where(good)
         .group_by(table.c.msisdn)
         .subquery("newest")
     )
@@ -357,9 +368,9 @@ def import_topups(
         path,
         csv_format=TOPUPS,
         staging_table=topup_staging,
-        key_columns=("topup_id",),
+        key_column="topup_id",
         content_columns=("msisdn", "topped_up_at", "validity_end", "amount"),
-        parse=_parse,
+        parser=_Parser,
         merge=_merge,
         settings=settings,
         clock=clock,

@@ -134,8 +134,8 @@ def build_base(world: World) -> tuple[list[str], list[str], list[str]]:
             }
         )
     with world.database.write() as connection:
-        connection.execute(numbers.insert(), rows)
         connection.execute(ownerships.insert(), owned)
+        connection.execute(numbers.insert(), rows)
         connection.execute(warnings.insert(), earlier)
     world.fresh_feed(D)
     return doomed, warned, bystanders

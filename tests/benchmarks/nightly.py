@@ -1,11 +1,17 @@
-"""Benchmark: seed N subscribers, import a top-up feed, run the nightly job twice; print figures.
+"""Benchmark: the first nights of an operator's base; print figures.
 
 Not a test (pytest does not collect it): it prints seconds, rows per second and the peak memory of
 each step, each step being the real ``recycler`` command in a child process, as an operator runs it.
 
+Two paths. ``--path import`` (the default) starts as an operator starts: a subscriber file shaped
+like a billing export (tests/benchmarks/exports.py: national and E.164 forms mixed, both
+languages, validity ends over the last 120 and the next 60 days), imported into an empty
+database; a day's top-up file; the first night; nothing sent; the next day's top-ups; the next
+night. ``--path seed`` starts from ``recycler seed`` (a base that has been running for a while).
+
     python tests/benchmarks/nightly.py --subscribers 1000000
     python tests/benchmarks/nightly.py --server postgresql+psycopg://postgres@127.0.0.1/test \
-        --subscribers 100000 1000000
+        --subscribers 100000 1000000 --path import seed
 
 With ``--server`` each size gets a new PostgreSQL database on that server (dropped afterwards);
 without it, a new SQLite file in a temporary folder.
@@ -35,6 +41,7 @@ from jobs.clock import end_of_day  # noqa: E402
 from jobs.database.engine import Database  # noqa: E402
 from jobs.database.schema import numbers, runs, warnings  # noqa: E402
 from jobs.importing.loader import record_import  # noqa: E402
+from tests.benchmarks.exports import subscriber_export, topup_export  # noqa: E402
 
 ZONE = ZoneInfo("Asia/Phnom_Penh")
 HEADER = f"  {'step':<26}{'seconds':>9}{'in run':>8}{'rows/s':>12}{'rows':>12}{'peak MB':>10}"
@@ -126,7 +133,35 @@ def topup_file(database: Database, folder: Path, count: int, day: date) -> Path:
     return path
 
 
-def bench(url: str, subscribers: int, folder: Path) -> list[Step]:
+def bench_import(url: str, subscribers: int, folder: Path) -> list[Step]:
+    """The import path: export, top-ups, first night, next day's top-ups, next night."""
+    today = datetime.now(ZONE).date()
+    first_day = today - timedelta(days=1)
+    database = Database(url)
+    steps = [timed("db upgrade", 0, url, "db", "upgrade")]
+    export = subscriber_export(folder / "subscribers.csv", subscribers, first_day)
+    steps.append(
+        timed("import subscribers", subscribers, url, "import", "subscribers", str(export))
+    )
+    feed_rows = max(subscribers // 10, 1)
+    feed = topup_export(folder / "topups-1.csv", feed_rows, subscribers, first_day - timedelta(1))
+    steps.append(timed("import top-ups (10%)", feed_rows, url, "import", "topups", str(feed)))
+    first = timed("first night's run", subscribers, url, "run", "--date", first_day.isoformat())
+    first.inner_seconds = run_seconds(database)
+    steps.append(first)
+    # Nothing is sent between the nights: the next night meets every warning still pending.
+    daily = max(subscribers * 26 // 1000, 1)  # 2.6% of the base tops up in a day
+    feed = topup_export(folder / "topups-2.csv", daily, subscribers, first_day, seed=3, prefix="TV")
+    steps.append(timed("import next day's top-ups", daily, url, "import", "topups", str(feed)))
+    second = timed("next night's run", subscribers, url, "run", "--date", today.isoformat())
+    second.inner_seconds = run_seconds(database)
+    steps.append(second)
+    database.dispose()
+    return steps
+
+
+def bench_seed(url: str, subscribers: int, folder: Path) -> list[Step]:
+    """The seed path: a synthetic base that has been running for a while."""
     today = datetime.now(ZONE).date()
     first_day = today - timedelta(days=1)
     database = Database(url)
@@ -161,6 +196,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscribers", type=int, nargs="+", default=[1_000_000])
     parser.add_argument("--server", help="PostgreSQL server URL; SQLite when absent")
+    parser.add_argument(
+        "--path", nargs="+", choices=("import", "seed"), default=["import"], help="which start"
+    )
     arguments = parser.parse_args()
     admin = (
         sa.create_engine(arguments.server, isolation_level="AUTOCOMMIT")
@@ -168,7 +206,8 @@ def main() -> None:
         else None
     )
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores")
-    for size in arguments.subscribers:
+    for path, size in ((path, size) for path in arguments.path for size in arguments.subscribers):
+        bench = bench_import if path == "import" else bench_seed
         with tempfile.TemporaryDirectory() as folder_name:
             folder = Path(folder_name)
             if admin is not None:
@@ -179,7 +218,7 @@ def main() -> None:
             else:
                 url = f"sqlite:///{folder / 'bench.sqlite3'}"
             kind = "PostgreSQL" if admin is not None else "SQLite"
-            print(f"\n{kind}, {size:,} subscribers")
+            print(f"\n{kind}, {size:,} subscribers, {path} path")
             print(HEADER)
             try:
                 for step in bench(url, size, folder):

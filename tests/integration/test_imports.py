@@ -273,7 +273,7 @@ class TestRowsFoundByTrial:
             handle.write(",km,2026-12-01\n012300002,b,km,2026-12-01\n")
         summary = subscribers(world, path)
         assert (summary.applied, summary.rejected) == (1, 1)
-        assert rejects(summary) == [("2", "the line is longer than 65536 bytes")]
+        assert rejects(summary) == [("2", "the line is longer than 65536 characters")]
 
     def test_bad_byte_names_its_own_line(self, world: World, tmp_path: Path) -> None:
         """A Latin-1 byte on line 701 is reported on line 701."""

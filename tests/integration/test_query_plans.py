@@ -24,7 +24,9 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import event
 
 from jobs.importing.subscribers import import_subscribers
@@ -200,3 +202,30 @@ class TestPlansStayLinear:
             )
             operator_world.run(D + timedelta(days=1), allow_mass_recycle=True)
         assert plans.problems() == [], "\n".join(plans.problems())
+
+
+class TestTriggerPlans:
+    """The owner guard's statement-level triggers join their transition tables linearly, even
+    after statements that changed nothing (a plan cached then would join row by row)."""
+
+    def test_changed_owners_after_empty_updates(self, operator_world: World) -> None:
+        """Six updates of no row, then one of 3,000: the trigger's own query is planned for
+        3,000 rows, without a nested loop over the transition tables."""
+        url = sa.make_url(operator_world.url).set(drivername="postgresql")
+        operator_world.queue_warnings(3000)
+        notices: list[str] = []
+        with psycopg.connect(url.render_as_string(hide_password=False)) as connection:
+            connection.add_notice_handler(lambda notice: notices.append(notice.message_primary))
+            connection.execute("LOAD 'auto_explain'")
+            connection.execute("SET auto_explain.log_min_duration = 0")
+            connection.execute("SET auto_explain.log_nested_statements = on")
+            connection.execute("SET auto_explain.log_level = notice")
+            for _ in range(6):
+                connection.execute("UPDATE numbers SET validity_end = validity_end WHERE false")
+            notices.clear()
+            connection.execute("UPDATE numbers SET validity_end = validity_end + 1")
+            connection.rollback()
+        nested = [plan for plan in notices if "Named Tuplestore Scan" in plan]
+        assert nested, notices
+        for plan in nested:
+            assert "Nested Loop" not in plan, plan

@@ -104,7 +104,7 @@ def test_operator_side_failures_are_no_longer_notice(old_database: Database) -> 
             _warning(connection, msisdn, 1, code)
         _add(connection, "+85512000006", 2, "owner")  # topped up since: the cycle ended
         _warning(connection, "+85512000006", 1, "20003")
-    assert upgrade(old_database) == ("0002", "0003")
+    assert upgrade(old_database, "0003") == ("0002", "0003")
     with old_database.read() as connection:
         states = dict(
             connection.execute(sa.text("SELECT msisdn, state FROM warnings ORDER BY msisdn")).all()

@@ -13,7 +13,6 @@ from typing import Any
 import sqlalchemy as sa
 
 from jobs.clock import FixedClock, end_of_day
-from jobs.database import guards
 from jobs.database.engine import Database
 from jobs.database.schema import (
     audit_events,
@@ -90,20 +89,24 @@ class World:
     def reset(self) -> None:
         """Empty every table (for property tests that reuse one database).
 
-        The database refuses to delete audit events and ownership history, rightly; a test that
-        starts over steps around its own guards, and puts them back.
+        The database refuses to delete audit events, ownership history and numbers, rightly; a
+        test that starts over steps around its own guards, and puts them back as they were.
         """
-        with self.database.write() as connection:
+        with self.database.write(sqlite_foreign_keys=False) as connection:
+            triggers: list[str] = []
             if self.database.is_postgresql:
                 connection.exec_driver_sql("SET LOCAL session_replication_role = replica")
             else:
-                for statement in guards.SQLITE_V1_DROP:
-                    connection.exec_driver_sql(statement)
+                found = connection.exec_driver_sql(
+                    "SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"
+                ).all()
+                for name, sql in found:
+                    connection.exec_driver_sql(f"DROP TRIGGER {name}")
+                    triggers.append(sql)
             for table in reversed(metadata.sorted_tables):
                 connection.execute(table.delete())
-            if self.database.is_sqlite:
-                for statement in guards.SQLITE_V1:
-                    connection.exec_driver_sql(statement)
+            for sql in triggers:
+                connection.exec_driver_sql(sql)
 
     # Building a base ---------------------------------------------------------------------
 
@@ -123,18 +126,8 @@ class World:
         """An owned number with its ownership record."""
         number = msisdn or self.next_msisdn()
         now = self.clock.now()
+        # The ownership first: the database checks a new number's ownership as it is added.
         with self.database.write() as connection:
-            connection.execute(
-                numbers.insert().values(
-                    msisdn=number,
-                    owner_id=owner_id,
-                    language=language,
-                    validity_end=validity_end,
-                    cycle=1,
-                    on_hold=on_hold,
-                    updated_at=now,
-                )
-            )
             connection.execute(
                 ownerships.insert().values(
                     msisdn=number,
@@ -144,6 +137,17 @@ class World:
                     started_on=now.date(),
                     start_cause="import",
                     started_by="test",
+                )
+            )
+            connection.execute(
+                numbers.insert().values(
+                    msisdn=number,
+                    owner_id=owner_id,
+                    language=language,
+                    validity_end=validity_end,
+                    cycle=1,
+                    on_hold=on_hold,
+                    updated_at=now,
                 )
             )
         return number
@@ -200,7 +204,6 @@ class World:
             for index in range(first, first + count)
         ]
         with self.database.write() as connection:
-            connection.execute(numbers.insert(), numbers_rows)
             connection.execute(
                 ownerships.insert(),
                 [
@@ -216,6 +219,7 @@ class World:
                     for row in numbers_rows
                 ],
             )
+            connection.execute(numbers.insert(), numbers_rows)
             connection.execute(
                 warnings.insert(),
                 [
