@@ -14,6 +14,7 @@ from jobs.clock import Clock, local_date
 from jobs.database.engine import Database
 from jobs.database.locks import run_alive
 from jobs.database.schema import (
+    api_checks,
     audit_events,
     numbers,
     ownerships,
@@ -338,6 +339,8 @@ class NumberView:
     pool: list[dict[str, Any]]
     ownerships: list[dict[str, Any]]
     events: list[dict[str, Any]]
+    # Who asked about the number through the reassigned API, and what they were told.
+    checks: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The machine-readable view."""
@@ -355,6 +358,7 @@ class NumberView:
             "pool": self.pool,
             "ownerships": self.ownerships,
             "events": self.events,
+            "checks": self.checks,
         }
 
 
@@ -409,6 +413,18 @@ def number_view(
             "reason",
             "consent_current",
             "consent_new",
+            "owner_since",
+        )
+        checks = _story(
+            connection,
+            api_checks,
+            msisdn,
+            "occurred_at",
+            "client_id",
+            "specified_date",
+            "recycled",
+            "code",
+            "correlator",
         )
         events = [
             {key: value for key, value in event.items() if value is not None}
@@ -456,4 +472,5 @@ def number_view(
         pool=pool_list,
         ownerships=ownership_list,
         events=events,
+        checks=checks,
     )

@@ -307,6 +307,32 @@ class Settings(BaseSettings):
     metrics_textfile: Path | None = Field(
         default=None, description="one-shot commands write Prometheus metrics to this file"
     )
+    api_host: str = Field(default="127.0.0.1", description="where `recycler api` listens")
+    api_port: int = Field(default=8080, ge=1, le=65535, description="its port")
+    api_public_url: str | None = Field(
+        default=None,
+        description="the API's address as banks reach it (the built-in issuer); "
+        "default http://API_HOST:API_PORT",
+    )
+    api_audience: str = Field(
+        default="number-recycling", min_length=1, description="the audience every token names"
+    )
+    api_issuer: str | None = Field(
+        default=None, description="the operator's identity provider's issuer, if any"
+    )
+    api_jwks_url: str | None = Field(
+        default=None, description="the keys of that identity provider (JWKS)"
+    )
+    api_token_ttl_seconds: int = Field(
+        default=3600, ge=60, le=86_400, description="how long a built-in token lasts"
+    )
+    api_rate_per_client: float = Field(
+        default=50, ge=0, le=100_000, description="checks per second per client; 0: no limit"
+    )
+    api_signing_key_path: Path = Field(
+        default=Path("recycler-api-key.pem"),
+        description="the built-in issuer's RSA key (PEM), created when absent",
+    )
     log_format: Literal["auto", "console", "json"] = Field(
         default="auto", description="log lines: json, console, or auto (console on a terminal)"
     )
@@ -407,6 +433,19 @@ class Settings(BaseSettings):
                 "(RECYCLER_TWILIO_MESSAGING_SERVICE_SID)"
             )
         return self
+
+    @model_validator(mode="after")
+    def _issuer_with_its_keys(self) -> Settings:
+        if (self.api_issuer is None) != (self.api_jwks_url is None):
+            raise ValueError(
+                "api_issuer: an identity provider needs both api_issuer and api_jwks_url"
+            )
+        return self
+
+    @property
+    def api_base_url(self) -> str:
+        """The API's address as banks reach it."""
+        return (self.api_public_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
 
     @property
     def regions(self) -> frozenset[str]:

@@ -15,6 +15,7 @@ __all__ = [
     "NOTICE_STATES",
     "OPEN_STATES",
     "RunOutcome",
+    "Verdict",
     "WarningState",
     "one_of",
 ]
@@ -62,3 +63,11 @@ class RunOutcome(StrEnum):
 def one_of(column: str, words: type[StrEnum]) -> str:
     """A CHECK constraint's SQL: the column holds one of the enumeration's values."""
     return f"{column} IN ({', '.join(repr(str(word)) for word in words)})"
+
+
+class Verdict(StrEnum):
+    """The reassigned check's answer, as the command line prints it."""
+
+    SAME_OWNER = "no"  # the same owner since the date asked about
+    REASSIGNED = "yes"  # a new owner since then, or none at all now
+    BEFORE_RECORDS = "unknown"  # recycler's records of the number begin after that date

@@ -54,6 +54,7 @@ class App:
     console: Console = field(
         default_factory=lambda: Console(highlight=False, width=None if sys.stdout.isatty() else 140)
     )
+    _opened: list[Database] = field(default_factory=list, init=False, repr=False)
 
     @cached_property
     def settings(self) -> Settings:
@@ -84,9 +85,15 @@ class App:
                 idle_in_transaction_seconds=settings.database_idle_transaction_timeout_seconds,
             ),
         )
+        self._opened.append(database)
         if check_schema:
             ensure_schema(database)
         return database
+
+    def close(self) -> None:
+        """Release the database connections the command opened."""
+        while self._opened:
+            self._opened.pop().dispose()
 
 
 pass_app = click.make_pass_decorator(App)

@@ -120,6 +120,12 @@ def _print_number(app: App, view: NumberView) -> None:
     )
     _print_rows(
         app,
+        f"Checks by banks ({app.settings.timezone})",
+        [_local_times(row, zone, ("occurred_at",)) for row in view.checks],
+        ("occurred_at", "client_id", "specified_date", "recycled", "code", "correlator"),
+    )
+    _print_rows(
+        app,
         f"History ({app.settings.timezone})",
         [_local_times(row, zone, ("occurred_at",)) for row in view.events],
         ("occurred_at", "event_type", "actor", "owner_id", "stage", "reason"),

@@ -15,10 +15,12 @@ from rich.table import Table
 
 from jobs.cli.app import DATE, App, configure, emit_json, pass_app
 from jobs.clock import local_date
-from jobs.errors import InputRefused
+from jobs.errors import InputRefused, NumberNotFound
+from jobs.phone import number_from_user
 from jobs.safeguards.ownership import Change, Operator, hold, reinstate, release, sell, transfer
 from jobs.safeguards.pool import POOL_COLUMNS, Which, pool_entries
 from jobs.safeguards.reassigned import disconnections, reassigned
+from jobs.vocabulary import Verdict
 
 _REASON = click.option("--reason", required=True, help="Why (recorded with the change).")
 _ACTOR = click.option(
@@ -224,58 +226,75 @@ def pool_sell_command(
     _report(change, as_json)
 
 
-@click.command("reassigned")
-@click.argument("msisdn")
-@click.option("--since", type=DATE, help="The date to ask about (YYYY-MM-DD).")
-@click.option("--month", help="With `export`: the month, YYYY-MM.")
-@click.option(
-    "--csv",
-    "csv_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="With `export`: where to write.",
-)
-@_JSON
-@pass_app
-def reassigned_command(
-    app: App,
-    msisdn: str,
-    since: date | None,
-    month: str | None,
-    csv_path: Path | None,
-    as_json: bool,
-) -> None:
-    """Has MSISDN changed owner since a date? Answers yes, no, or unknown (no records that far
-    back), for a bank to check before it texts a one-time code.
+class _CheckByDefault(click.Group):
+    """``recycler reassigned MSISDN --since D`` is ``recycler reassigned check MSISDN --since D``:
+    a first argument that names no subcommand is a number to check."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["check", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group("reassigned", cls=_CheckByDefault)
+def reassigned_group() -> None:
+    """Has a number changed hands since a date? And which numbers changed hands in a month.
 
     \b
     recycler reassigned 012345678 --since 2026-01-15
     recycler reassigned export --month 2026-10 --csv disconnected-2026-10.csv
     """
+
+
+@reassigned_group.command("check")
+@click.argument("msisdn")
+@click.option("--since", type=DATE, required=True, help="The date to ask about (YYYY-MM-DD).")
+@_JSON
+@pass_app
+def reassigned_check_command(app: App, msisdn: str, since: date, as_json: bool) -> None:
+    """Has MSISDN changed hands since a date? "no" only when it has an owner now who has held it
+    since that date or earlier; "yes" otherwise (a new owner since, or none at all now);
+    "unknown" when recycler's records of it begin after that date. A date after today is
+    refused. This is the answer the API gives banks (phoneNumberRecycled)."""
     configure(app)
-    if msisdn == "export":
-        _export(app, month, csv_path, as_json)
+    number = number_from_user(msisdn, app.settings.default_region)
+    try:
+        answer = reassigned(app.database(), app.settings, app.clock, number, since)
+    except NumberNotFound:
+        if as_json:
+            emit_json({"msisdn": number, "since": since.isoformat(), "reassigned": "unknown"})
+        else:
+            click.echo(f"unknown: {number} since {since.isoformat()}: recycler has no record of it")
         return
-    if since is None:
-        raise InputRefused("give the date to ask about: --since YYYY-MM-DD")
-    answer = reassigned(app.database(), app.settings, msisdn, since)
     if as_json:
         emit_json(answer.to_json())
         return
-    detail = {
-        "yes": f"its owner changed on {answer.changed_on}",
-        "no": f"same owner since at least {answer.records_from}",
-        "unknown": (
-            f"recycler's records of it begin on {answer.records_from}"
-            if answer.records_from
-            else "recycler has no record of it"
-        ),
-    }[answer.answer]
-    click.echo(f"{answer.answer}: {answer.msisdn} since {answer.since.isoformat()}: {detail}")
+    if answer.verdict is Verdict.SAME_OWNER:
+        detail = f"the same owner since {answer.owner_since}"
+    elif answer.verdict is Verdict.BEFORE_RECORDS:
+        detail = f"recycler's records of it begin on {answer.records_from}"
+    elif answer.owner_since is None:
+        detail = "it has no owner now (in the resale pool)"
+    else:
+        detail = f"its current owner has held it since {answer.owner_since}"
+    click.echo(f"{answer.verdict}: {answer.msisdn} since {since.isoformat()}: {detail}")
 
 
-def _export(app: App, month: str | None, csv_path: Path | None, as_json: bool) -> None:
-    if month is None or csv_path is None:
-        raise InputRefused("export needs --month YYYY-MM and --csv PATH")
+@reassigned_group.command("export")
+@click.option("--month", required=True, help="The month, YYYY-MM.")
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Where to write.",
+)
+@_JSON
+@pass_app
+def reassigned_export_command(app: App, month: str, csv_path: Path, as_json: bool) -> None:
+    """The numbers whose ownership ended in a month (recycled, transferred, taken back), with
+    the day and the cause, as a CSV file."""
+    configure(app)
     try:
         year, number = (int(part) for part in month.split("-"))
         date(year, number, 1)

@@ -16,6 +16,8 @@ from jobs.vocabulary import CLAIMABLE_STATES, RunOutcome, WarningState, one_of
 
 __all__ = [
     "UtcDateTime",
+    "api_checks",
+    "api_clients",
     "audit_events",
     "holds",
     "imports",
@@ -170,6 +172,9 @@ ownerships = sa.Table(
     # A transfer names the consent of both the owner who gives the number and the one who gets it.
     sa.Column("consent_current", sa.String(128)),
     sa.Column("consent_new", sa.String(128)),
+    # Since when the subscriber file says the owner has held the number: where the records of
+    # the reassigned check begin, when it is earlier than the ownership's own start.
+    sa.Column("owner_since", sa.Date),
     sa.CheckConstraint(
         "start_cause IN ('import', 'seed', 'sale', 'transfer', 'reinstatement')",
         name="start_cause",
@@ -338,3 +343,35 @@ sa.Index(
     sqlite_where=audit_events.c.run_id.is_not(None),
     postgresql_where=audit_events.c.run_id.is_not(None),
 )
+
+api_clients = sa.Table(
+    "api_clients",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("client_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    # Argon2id: the secret itself is shown once, when the client is added, and kept nowhere.
+    sa.Column("secret_hash", sa.String(256), nullable=False),
+    sa.Column("scopes", sa.String(256), nullable=False),  # space-separated
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("created_by", ACTOR, nullable=False),
+    sa.Column("revoked_at", UtcDateTime),
+    sa.Column("revoked_by", ACTOR),
+)
+
+# Every check a client made of the reassigned API: append-only, like the audit events.
+api_checks = sa.Table(
+    "api_checks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("occurred_at", UtcDateTime, nullable=False),
+    sa.Column("client_id", sa.String(128), nullable=False),
+    sa.Column("msisdn", MSISDN, nullable=False),
+    sa.Column("specified_date", sa.Date, nullable=False),
+    sa.Column("recycled", sa.Boolean),  # the answer; empty when the check was refused
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("code", sa.String(32)),
+    sa.Column("correlator", sa.String(256), nullable=False),
+)
+sa.Index(None, api_checks.c.msisdn, api_checks.c.id)
+sa.Index(None, api_checks.c.client_id, api_checks.c.occurred_at)

@@ -67,6 +67,7 @@ def add_owned_numbers(
                 "started_on",
                 "start_cause",
                 "started_by",
+                "owner_since",
             ],
             sa.select(
                 source.c.msisdn,
@@ -76,6 +77,7 @@ def add_owned_numbers(
                 sa.literal(today, sa.Date),
                 sa.literal(cause),
                 sa.literal(actor),
+                source.c.owner_since if "owner_since" in source.c else sa.null().cast(sa.Date),
             )
             .where(condition)
             .order_by(source.c.msisdn),

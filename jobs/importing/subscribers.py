@@ -18,6 +18,7 @@ from jobs.database.audit import record_events
 from jobs.database.engine import Database, retried
 from jobs.database.schema import (
     numbers,
+    ownerships,
     resale_pool,
 )
 from jobs.fast_numbers import NumberReader
@@ -31,7 +32,10 @@ from jobs.settings import Settings
 __all__ = ["SUBSCRIBERS", "import_subscribers"]
 
 SUBSCRIBERS = CsvFormat(
-    "subscribers", "subscriber", ("msisdn", "owner_id", "language", "validity_end")
+    "subscribers",
+    "subscriber",
+    ("msisdn", "owner_id", "language", "validity_end"),
+    optional=("owner_since",),
 )
 LANGUAGES = ("km", "en")
 _MAX_OWNER = 64
@@ -43,12 +47,13 @@ class _Parser:
     def __init__(self, context: ImportContext) -> None:
         settings = context.settings
         self.number = NumberReader(settings.default_region, settings.regions)
+        self.today = context.today
 
     def __call__(self, row: RawRow) -> SubscriberRow:
         line, fields, raw, problem = row
         if problem is not None:
             return _refused(row, problem)
-        written, owner, language, validity_text = fields
+        written, owner, language, validity_text, since_text = fields
         try:
             msisdn = self.number(written)
         except InvalidNumber as error:
@@ -68,7 +73,18 @@ class _Parser:
         problem = out_of_range(validity_end, "validity_end")
         if problem is not None:
             return _refused(row, problem)
-        return SubscriberRow(line, raw, msisdn, owner, language, validity_end, None, None)
+        owner_since = None
+        if since_text:
+            try:
+                owner_since = parse_date(since_text)
+            except ValueError as error:
+                return _refused(row, f"bad owner_since: {error}")
+            problem = out_of_range(owner_since, "owner_since")
+            if problem is not None:
+                return _refused(row, problem)
+            if owner_since > self.today:
+                return _refused(row, f"owner_since {since_text} is after today")
+        return SubscriberRow(line, raw, msisdn, owner, language, validity_end, owner_since, None)
 
 
 def _refused(row: RawRow, reason: str) -> SubscriberRow:
@@ -104,6 +120,23 @@ def _merge(
             + sa.literal("; it changes owner only through `recycler pool sell` or `reinstate`")
         )
     )
+    # A file may say since when an owner has held a number once; saying something else later
+    # contradicts the record.
+    connection.execute(
+        sa.update(table)
+        .where(
+            good,
+            table.c.owner_since.is_not(None),
+            table.c.msisdn == ownerships.c.msisdn,
+            ownerships.c.ended_at.is_(None),
+            ownerships.c.owner_since.is_not(None),
+            ownerships.c.owner_since != table.c.owner_since,
+        )
+        .values(
+            reject=sa.literal("owner_since contradicts the recorded ")
+            + sa.cast(ownerships.c.owner_since, sa.String)
+        )
+    )
     # Only the rows of numbers already known get an outcome written; the rest, by far the most
     # on a first import, are the new numbers, left unmarked rather than rewritten.
     connection.execute(
@@ -123,6 +156,18 @@ def _merge(
         sa.update(numbers)
         .where(table.c.msisdn == numbers.c.msisdn, table.c.outcome == "language")
         .values(language=table.c.language, updated_at=context.now)
+    )
+    connection.execute(
+        sa.update(ownerships)
+        .where(
+            table.c.outcome.is_not(None),
+            table.c.reject.is_(None),
+            table.c.owner_since.is_not(None),
+            table.c.msisdn == ownerships.c.msisdn,
+            ownerships.c.ended_at.is_(None),
+            ownerships.c.owner_since.is_(None),
+        )
+        .values(owner_since=table.c.owner_since)
     )
 
 
@@ -198,7 +243,7 @@ def import_subscribers(
         csv_format=SUBSCRIBERS,
         staging_table=subscriber_staging,
         key_column="msisdn",
-        content_columns=("owner_id", "language", "validity_end"),
+        content_columns=("owner_id", "language", "validity_end", "owner_since"),
         parser=_Parser,
         unmarked_outcome="created",
         merge=_merge,

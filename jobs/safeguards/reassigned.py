@@ -1,9 +1,17 @@
-"""The reassigned-number check: has a number changed owner since a date?
+"""The reassigned-number check: has a number changed hands since a date?
 
-Like the US FCC's Reassigned Numbers Database and the CAMARA NumberRecycling API, it lets a bank
-ask before it texts a one-time code to a number a customer gave it long ago. The answer is
-``yes`` (the ownership changed on or after that date: recycled, sold, transferred or reinstated),
-``no``, or ``unknown`` when recycler's records of the number begin after that date.
+A bank that texts one-time codes to a number a customer gave it long ago asks this before it
+sends (the CAMARA Number Recycling API, and ``recycler reassigned``). For a number and a local
+date S the answer is *not reassigned* only when the number has an owner now whose ownership began
+on or before S and has not been interrupted since; *reassigned* in every other case: the
+current ownership began after S (a sale, a transfer, a reinstatement, which starts a new
+ownership), or the number has no owner now (in the resale pool). A date after today, or before
+the number's records begin, cannot be answered. The records of a number begin with its first
+ownership, or earlier when the subscriber file said since when its owner has held it
+(``owner_since``).
+
+It also lists, month by month, the numbers whose ownership ended (the operator's periodic report
+of disconnected numbers).
 """
 
 from __future__ import annotations
@@ -14,58 +22,90 @@ from datetime import date, datetime, time
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
-from jobs.clock import local_date
+from jobs.clock import Clock, local_date
 from jobs.database.engine import Database
-from jobs.database.schema import ownerships
-from jobs.phone import number_from_user
+from jobs.database.schema import numbers, ownerships
+from jobs.errors import InputRefused, NumberNotFound
 from jobs.settings import Settings
+from jobs.vocabulary import Verdict
 
-__all__ = ["Answer", "disconnections", "reassigned"]
+__all__ = ["Answer", "answer_on", "disconnections", "reassigned"]
 
 
 @dataclass(frozen=True)
 class Answer:
-    """yes, no or unknown, and the dates behind it."""
+    """The verdict, and the dates behind it."""
 
     msisdn: str
     since: date
-    answer: str
-    changed_on: date | None = None
-    records_from: date | None = None
+    verdict: Verdict
+    owner_since: date | None  # when the current ownership began; None in the pool
+    records_from: date | None  # the earliest day the records answer for
+
+    @property
+    def reassigned(self) -> bool | None:
+        """True or False, as CAMARA's ``phoneNumberRecycled``; None when out of range."""
+        if self.verdict is Verdict.BEFORE_RECORDS:
+            return None
+        return self.verdict is Verdict.REASSIGNED
 
     def to_json(self) -> dict[str, Any]:
         """The machine-readable answer."""
         return {
             "msisdn": self.msisdn,
             "since": self.since.isoformat(),
-            "reassigned": self.answer,
-            "changed_on": self.changed_on.isoformat() if self.changed_on else None,
+            "reassigned": self.verdict.value,
+            "owner_since": self.owner_since.isoformat() if self.owner_since else None,
             "records_from": self.records_from.isoformat() if self.records_from else None,
         }
 
 
-def reassigned(database: Database, settings: Settings, text: str, since: date) -> Answer:
-    """Whether the number's ownership changed on or after `since` (a local date)."""
-    msisdn = number_from_user(text, settings.default_region)
-    start = datetime.combine(since, time(0), tzinfo=settings.zone)
+def reassigned(
+    database: Database, settings: Settings, clock: Clock, msisdn: str, since: date
+) -> Answer:
+    """Answer for a number in E.164 and a local date. Raises InputRefused for a date after
+    today, NumberNotFound for a number recycler does not know."""
+    today = local_date(clock.now(), settings.zone)
     with database.read() as connection:
-        first_record = connection.execute(
-            sa.select(sa.func.min(ownerships.c.started_at)).where(ownerships.c.msisdn == msisdn)
-        ).scalar()
-        changed = connection.execute(
-            sa.select(sa.func.min(ownerships.c.ended_at)).where(
-                ownerships.c.msisdn == msisdn,
-                ownerships.c.ended_at >= start,
-                ownerships.c.end_cause.is_not(None),
-            )
-        ).scalar()
-    records_from = local_date(first_record, settings.zone) if first_record else None
-    if changed is not None:
-        return Answer(msisdn, since, "yes", local_date(changed, settings.zone), records_from)
-    if records_from is None or records_from > since:
-        return Answer(msisdn, since, "unknown", None, records_from)
-    return Answer(msisdn, since, "no", None, records_from)
+        return answer_on(connection, settings, today, msisdn, since)
+
+
+def answer_on(
+    connection: Connection, settings: Settings, today: date, msisdn: str, since: date
+) -> Answer:
+    """The same answer, on a connection the caller holds (the API records the check in the
+    transaction it reads in)."""
+    if since > today:
+        raise InputRefused(
+            f"{since.isoformat()} is after today ({today.isoformat()} in {settings.timezone}): "
+            "nobody can say yet who will hold the number then"
+        )
+    started = sa.func.coalesce(ownerships.c.owner_since, ownerships.c.started_on)
+    row = connection.execute(
+        sa.select(
+            numbers.c.owner_id,
+            sa.select(sa.func.min(started))
+            .where(ownerships.c.msisdn == msisdn)
+            .scalar_subquery()
+            .label("records_from"),
+            sa.select(started)
+            .where(ownerships.c.msisdn == msisdn, ownerships.c.ended_at.is_(None))
+            .scalar_subquery()
+            .label("current"),
+        ).where(numbers.c.msisdn == msisdn)
+    ).first()
+    if row is None:
+        raise NumberNotFound(f"recycler knows no number {msisdn}")
+    records_from, current = row.records_from, row.current
+    if records_from is None or since < records_from:
+        verdict = Verdict.BEFORE_RECORDS
+    elif current is not None and row.owner_id is not None and current <= since:
+        verdict = Verdict.SAME_OWNER
+    else:
+        verdict = Verdict.REASSIGNED
+    return Answer(msisdn, since, verdict, current, records_from)
 
 
 def disconnections(

@@ -146,22 +146,40 @@ class TestReassigned:
     """The check a bank runs, and the monthly export."""
 
     def test_answers_and_export(self, world: World, tmp_path: Path) -> None:
-        """yes after a recycle, unknown before the records, and the month's disconnections."""
+        """yes for a number in the pool, no for an owner since the date, unknown before the
+        records, a refusal after today; and the month's disconnections."""
         env = environment(world.url)
         msisdn = recycled_today(world)
+        added_on = world.clock.now().astimezone(ZONE).date()  # the records begin there
         yes = recycler(
             "reassigned", msisdn, "--since", today().isoformat(), "--json", env=env
         ).json()
-        assert (yes["reassigned"], yes["changed_on"]) == ("yes", today().isoformat())
-        long_ago = recycler("reassigned", msisdn, "--since", "2001-01-01", env=env)
-        assert long_ago.stdout.startswith("yes")  # it did change since then, records or not
-        fresh = world.add_number(today())
-        assert recycler("reassigned", fresh, "--since", "2001-01-01", env=env).stdout.startswith(
-            "unknown"
+        assert yes == {
+            "msisdn": msisdn,
+            "since": today().isoformat(),
+            "reassigned": "yes",
+            "owner_since": None,
+            "records_from": added_on.isoformat(),
+        }
+        said = recycler("reassigned", "0" + msisdn[4:], "--since", today().isoformat(), env=env)
+        assert said.code == 0, said
+        assert said.stdout == (
+            f"yes: {msisdn} since {today().isoformat()}: it has no owner now (in the resale pool)\n"
         )
+        fresh = world.add_number(today() + timedelta(days=30))
+        same = recycler("reassigned", "check", fresh, "--since", today().isoformat(), env=env)
+        assert same.stdout.startswith(f"no: {fresh} since {today().isoformat()}: the same owner")
+        before = recycler("reassigned", fresh, "--since", "2001-01-01", env=env)
+        assert before.code == 0
+        assert before.stdout.startswith("unknown: ")
+        assert f"records of it begin on {added_on.isoformat()}" in before.stdout
+        tomorrow = (today() + timedelta(days=1)).isoformat()
+        future = recycler("reassigned", fresh, "--since", tomorrow, env=env)
+        assert future.code == 2
+        assert "after today" in future.stderr
         needs_date = recycler("reassigned", msisdn, env=env)
         assert needs_date.code == 2
-        assert "--since YYYY-MM-DD" in needs_date.stderr
+        assert "--since" in needs_date.stderr
 
         month = today().strftime("%Y-%m")
         target = tmp_path / "disconnected.csv"

@@ -14,7 +14,6 @@ from jobs.inspection import number_view
 from jobs.nightly import rules_of
 from jobs.safeguards.ownership import Operator, hold, reinstate, release, sell, transfer
 from jobs.safeguards.pool import pool_entries
-from jobs.safeguards.reassigned import reassigned
 from tests.support.world import World, as_of_noon
 
 D = date(2026, 11, 20)
@@ -324,26 +323,6 @@ class TestReinstate:
                 world.database, world.settings, world.clock, msisdn, CARE, force=True
             ),
         )
-
-
-class TestReassigned:
-    """yes, no, unknown, as the ownership history says."""
-
-    def test_answers(self, world: World) -> None:
-        """Recycled on D: since D-1 or D, yes; since D+1, no; before the records, unknown."""
-        msisdn = recycled(world)
-
-        def answer(number: str, since: date) -> str:
-            return reassigned(world.database, world.settings, number, since).answer
-
-        assert answer(msisdn, D - timedelta(days=1)) == "yes"
-        assert answer(msisdn, D) == "yes"
-        assert answer(msisdn, D + timedelta(days=1)) == "no"
-        assert reassigned(world.database, world.settings, msisdn, D).changed_on == D
-        never = world.add_number(D)
-        assert answer(never, D) == "no"
-        assert answer(never, D - timedelta(days=1)) == "unknown"  # records begin on D
-        assert answer("017888777", D) == "unknown"
 
 
 class TestDatabaseGuards:

@@ -25,6 +25,9 @@ def test_example_names_every_setting() -> None:
         "twilio_messaging_service_sid",
         "metrics_port",
         "metrics_textfile",
+        "api_public_url",
+        "api_issuer",
+        "api_jwks_url",
     }
     assert named == set(Settings.model_fields) - unset_by_default
     text = EXAMPLE.read_text(encoding="utf-8")

@@ -1,0 +1,315 @@
+"""The CAMARA Number Recycling API over real HTTP, with real tokens (issue 11): the scenarios of
+the definition, every error it names, the authorization server, and the record of every check.
+
+The server is uvicorn in a thread on the test's database; tokens come from recycler's own token
+endpoint (client credentials), or from an identity provider of the operator's own that publishes
+its keys over HTTP (tests/support/api.py). Dates are real local dates: the API reads the real
+clock, and the numbers' records begin on the world's day (2026-11-25).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import httpx
+import jwt
+import pytest
+import sqlalchemy as sa
+
+from jobs.database.schema import api_checks
+from tests.support.api import ApiServer, IdentityProvider, running_api, serve
+from tests.support.cli import environment, recycler
+from tests.support.world import World
+
+ZONE = ZoneInfo("Asia/Phnom_Penh")
+RECORDS_BEGIN = date(2026, 11, 25)  # the world's clock: where its numbers' records begin
+
+
+def today() -> date:
+    return datetime.now(ZONE).date()
+
+
+@pytest.fixture
+def api(world: World, tmp_path: Path) -> Iterator[ApiServer]:
+    with running_api(world, tmp_path) as server:
+        yield server
+
+
+@pytest.fixture
+def token(api: ApiServer) -> str:
+    return api.token(*api.client())
+
+
+def recycled_number(world: World) -> str:
+    """A number the night of 2026-11-25 recycled into the pool (no owner now)."""
+    day = RECORDS_BEGIN
+    msisdn = world.add_number(day - timedelta(days=93))
+    world.add_warning(msisdn, 7, final_on=day - timedelta(days=10))
+    world.fresh_feed(day)
+    assert world.run(day, allow_mass_recycle=True).recycled == 1
+    return msisdn
+
+
+class TestScenarios:
+    """The definition's two scenarios, and the case its rule turns on."""
+
+    def test_same_owner_is_false(self, world: World, api: ApiServer, token: str) -> None:
+        """An owner since the records began: false for that day and after."""
+        msisdn = world.add_number(today() + timedelta(days=40))
+        answer = api.check({"phoneNumber": msisdn, "specifiedDate": str(RECORDS_BEGIN)}, token)
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"phoneNumberRecycled": False}
+
+    def test_no_owner_now_is_true(self, world: World, api: ApiServer, token: str) -> None:
+        """Recycled into the pool: true for any date, today's included."""
+        msisdn = recycled_number(world)
+        for asked in (RECORDS_BEGIN, today()):
+            answer = api.check({"phoneNumber": msisdn, "specifiedDate": str(asked)}, token)
+            assert answer.status_code == 200, answer.text
+            assert answer.json() == {"phoneNumberRecycled": True}
+
+    def test_correlator_echoed_or_made(self, world: World, api: ApiServer, token: str) -> None:
+        """The caller's x-correlator comes back; without one, a new one does."""
+        msisdn = world.add_number(today() + timedelta(days=40))
+        body = {"phoneNumber": msisdn, "specifiedDate": str(RECORDS_BEGIN)}
+        mine = f"bank-{uuid.uuid4()}"
+        assert api.check(body, token, {"x-correlator": mine}).headers["x-correlator"] == mine
+        made = api.check(body, token).headers["x-correlator"]
+        assert made
+        assert made != mine
+
+
+class TestErrors:
+    """Every error of the definition, with its status and code."""
+
+    @pytest.mark.parametrize(
+        ("body", "code"),
+        [
+            ("{not json", "INVALID_ARGUMENT"),
+            ("", "INVALID_ARGUMENT"),
+            ({}, "INVALID_ARGUMENT"),
+            ({"phoneNumber": "+85512000001", "specifiedDate": "2026-02-30"}, "INVALID_ARGUMENT"),
+            ({"phoneNumber": "+85512000001", "specifiedDate": "26-11-01"}, "INVALID_ARGUMENT"),
+            ({"phoneNumber": "012000001", "specifiedDate": "2026-11-25"}, "INVALID_ARGUMENT"),
+            (
+                {"phoneNumber": "+85512000001", "specifiedDate": "2026-11-25", "extra": 1},
+                "INVALID_ARGUMENT",
+            ),
+        ],
+        ids=["bad json", "no body", "empty", "no such day", "bad date", "bad number", "unknown"],
+    )
+    def test_invalid_argument(self, api: ApiServer, token: str, body: object, code: str) -> None:
+        answer = api.check(body, token)
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["code"] == code
+        assert answer.json()["status"] == 400
+        assert answer.json()["message"]
+
+    def test_out_of_range(self, world: World, api: ApiServer, token: str) -> None:
+        """Tomorrow, and a day before the records begin."""
+        msisdn = world.add_number(today() + timedelta(days=40))
+        for asked in (today() + timedelta(days=1), RECORDS_BEGIN - timedelta(days=1)):
+            answer = api.check({"phoneNumber": msisdn, "specifiedDate": str(asked)}, token)
+            assert (answer.status_code, answer.json()["code"]) == (400, "OUT_OF_RANGE")
+
+    def test_unknown_number(self, api: ApiServer, token: str) -> None:
+        answer = api.check({"phoneNumber": "+85517888777", "specifiedDate": "2026-11-25"}, token)
+        assert (answer.status_code, answer.json()["code"]) == (404, "IDENTIFIER_NOT_FOUND")
+
+    @pytest.mark.parametrize("how", ["none", "garbage", "expired", "foreign", "other audience"])
+    def test_unauthenticated(self, api: ApiServer, how: str) -> None:
+        """No token, a malformed one, an expired one of ours, one signed by a stranger, one for
+        another audience: 401 UNAUTHENTICATED."""
+        key_path = api.key_path
+        from jobs.checking.tokens import SigningKey  # noqa: PLC0415
+
+        ours = SigningKey.load_or_create(key_path)
+        now = int(time.time())
+        claims = {
+            "iss": api.world.settings.api_base_url,
+            "aud": api.world.settings.api_audience,
+            "client_id": "x",
+            "scope": "number-recycling:check",
+            "iat": now - 7200,
+            "exp": now - 3600,
+        }
+        stranger = IdentityProvider()
+        tokens = {
+            "none": None,
+            "garbage": "not.a.token",
+            "expired": jwt.encode(
+                claims, ours.private_key, algorithm="RS256", headers={"kid": ours.kid}
+            ),
+            "foreign": jwt.encode(
+                {**claims, "iat": now, "exp": now + 600}, stranger.key, algorithm="RS256"
+            ),
+            "other audience": jwt.encode(
+                {**claims, "iat": now, "exp": now + 600, "aud": "someone-else"},
+                ours.private_key,
+                algorithm="RS256",
+                headers={"kid": ours.kid},
+            ),
+        }
+        answer = api.check(
+            {"phoneNumber": "+85512000001", "specifiedDate": "2026-11-25"}, tokens[how]
+        )
+        assert (answer.status_code, answer.json()["code"]) == (401, "UNAUTHENTICATED")
+        assert answer.headers["www-authenticate"] == "Bearer"
+
+    def test_wrong_scope(self, api: ApiServer) -> None:
+        """A token of ours without number-recycling:check: 403 PERMISSION_DENIED."""
+        from jobs.api import token_authority  # noqa: PLC0415
+
+        authority = token_authority(api.world.settings)
+        issued = authority.issue("rc_someone", frozenset({"openid"}), datetime.now(ZONE))
+        answer = api.check(
+            {"phoneNumber": "+85512000001", "specifiedDate": "2026-11-25"}, issued.access_token
+        )
+        assert (answer.status_code, answer.json()["code"]) == (403, "PERMISSION_DENIED")
+
+    def test_too_many_requests(self, world: World, tmp_path: Path) -> None:
+        """At 2 checks a second for a client, a burst of 6 meets 429 TOO_MANY_REQUESTS."""
+        msisdn = world.add_number(today() + timedelta(days=40))
+        with running_api(world, tmp_path, api_rate_per_client=2) as api:
+            token = api.token(*api.client())
+            body = {"phoneNumber": msisdn, "specifiedDate": str(RECORDS_BEGIN)}
+            codes = [api.check(body, token).status_code for _ in range(6)]
+        assert codes[:2] == [200, 200]
+        assert 429 in codes[2:]
+
+
+class TestIdentifiers:
+    """Two-legged and three-legged tokens, from the operator's identity provider."""
+
+    @pytest.fixture
+    def idp(self) -> Iterator[IdentityProvider]:
+        provider = IdentityProvider()
+        with serve(provider.app, provider.port):
+            yield provider
+
+    def test_three_legged(self, world: World, tmp_path: Path, idp: IdentityProvider) -> None:
+        """A token naming the subscriber: the body names nobody (200), or it is 422
+        UNNECESSARY_IDENTIFIER; a two-legged token without a number in the body is 422
+        MISSING_IDENTIFIER."""
+        msisdn = world.add_number(today() + timedelta(days=40))
+        with running_api(world, tmp_path, api_issuer=idp.issuer, api_jwks_url=idp.jwks_url) as api:
+            audience = api.world.settings.api_audience
+            three = idp.token(audience, phone_number=msisdn)
+            answer = api.check({"specifiedDate": str(RECORDS_BEGIN)}, three)
+            assert answer.json() == {"phoneNumberRecycled": False}
+            answer = api.check({"phoneNumber": msisdn, "specifiedDate": "2026-11-25"}, three)
+            assert (answer.status_code, answer.json()["code"]) == (422, "UNNECESSARY_IDENTIFIER")
+            two = idp.token(audience)
+            answer = api.check({"specifiedDate": "2026-11-25"}, two)
+            assert (answer.status_code, answer.json()["code"]) == (422, "MISSING_IDENTIFIER")
+            answer = api.check({"phoneNumber": msisdn, "specifiedDate": "2026-11-25"}, two)
+            assert answer.json() == {"phoneNumberRecycled": False}
+            wrong = idp.token("someone-else")
+            answer = api.check({"phoneNumber": msisdn, "specifiedDate": "2026-11-25"}, wrong)
+            assert answer.status_code == 401
+
+
+class TestAuthorizationServer:
+    """The token endpoint, the keys and the discovery document."""
+
+    def test_client_credentials(self, api: ApiServer) -> None:
+        """Basic or form authentication; the token names the client, scope and audience, and
+        verifies against the published keys."""
+        client_id, secret = api.client()
+        form = httpx.post(
+            f"{api.base_url}/oauth2/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": client_id,
+                "client_secret": secret,
+            },
+        )
+        assert form.status_code == 200, form.text
+        issued = form.json()
+        assert issued["token_type"] == "Bearer"
+        assert issued["scope"] == "number-recycling:check"
+        assert issued["expires_in"] == 3600
+        discovery = httpx.get(f"{api.base_url}/.well-known/openid-configuration").json()
+        keys = jwt.PyJWKClient(discovery["jwks_uri"]).get_signing_key_from_jwt(
+            issued["access_token"]
+        )
+        claims = jwt.decode(
+            issued["access_token"],
+            keys.key,
+            algorithms=["RS256"],
+            audience="number-recycling",
+            issuer=discovery["issuer"],
+        )
+        assert claims["client_id"] == client_id
+        assert {"jti", "iat", "exp"} <= set(claims)
+
+    def test_refusals(self, api: ApiServer) -> None:
+        """Wrong secret, unknown client, other grant, a scope not granted, a revoked client."""
+        client_id, secret = api.client()
+
+        def ask(auth: tuple[str, str], **form: str) -> httpx.Response:
+            return httpx.post(
+                f"{api.base_url}/oauth2/token",
+                data={"grant_type": "client_credentials", **form},
+                auth=auth,
+            )
+
+        assert ask((client_id, "wrong")).json()["error"] == "invalid_client"
+        assert ask(("rc_nobody", secret)).status_code == 401
+        assert ask((client_id, secret), grant_type="password").json()["error"] == (
+            "unsupported_grant_type"
+        )
+        assert ask((client_id, secret), scope="admin").json()["error"] == "invalid_scope"
+        token = api.token(client_id, secret)
+        result = recycler("api-client", "revoke", client_id, env=environment(api.world.url))
+        assert result.code == 0, result
+        assert ask((client_id, secret)).status_code == 401
+        time.sleep(5.5)  # revocations are read every few seconds
+        answer = api.check({"phoneNumber": "+85512000001", "specifiedDate": "2026-11-25"}, token)
+        assert answer.status_code == 401
+
+
+class TestRecord:
+    """Every check is recorded; the number's story and the usage report show them."""
+
+    def test_checks_are_recorded_and_shown(self, world: World, api: ApiServer) -> None:
+        client_id, secret = api.client("Bank A")
+        token = api.token(client_id, secret)
+        msisdn = world.add_number(today() + timedelta(days=40))
+        api.check(
+            {"phoneNumber": msisdn, "specifiedDate": "2026-11-25"}, token, {"x-correlator": "c-1"}
+        )
+        api.check({"phoneNumber": msisdn, "specifiedDate": str(today() + timedelta(days=2))}, token)
+        with world.database.read() as connection:
+            rows = connection.execute(
+                sa.select(
+                    api_checks.c.client_id,
+                    api_checks.c.msisdn,
+                    api_checks.c.recycled,
+                    api_checks.c.code,
+                    api_checks.c.correlator,
+                ).order_by(api_checks.c.id)
+            ).all()
+        assert tuple(rows[0]) == (client_id, msisdn, False, None, "c-1")
+        assert tuple(rows[1])[2:4] == (None, "OUT_OF_RANGE")
+        story = recycler("number", msisdn, "--json", env=environment(world.url))
+        assert [check["client_id"] for check in story.json()["checks"]] == [client_id] * 2
+        usage = recycler("api-client", "usage", "--json", env=environment(world.url))
+        assert usage.json() == [
+            {
+                "client_id": client_id,
+                "name": "Bank A",
+                "checks": 2,
+                "answered": 1,
+                "refused": 1,
+                "first": usage.json()[0]["first"],
+                "last": usage.json()[0]["last"],
+            }
+        ]
+        with pytest.raises(sa.exc.DBAPIError), world.database.write() as connection:
+            connection.execute(sa.delete(api_checks))
