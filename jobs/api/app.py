@@ -95,7 +95,6 @@ class CheckRequest(BaseModel):
         ),
     ]
 
-
     @field_validator("phoneNumber", mode="before")
     @classmethod
     def _absent_not_null(cls, value: object) -> object:

@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import date, datetime, time
 
 import click
+import structlog
 from rich.table import Table
 
 from jobs.checking.clients import CHECK_SCOPE, SCOPES, add_client, list_clients, revoke_client
 from jobs.checking.clients import usage as client_usage
-from jobs.cli.app import DATE, App, configure, emit_json, pass_app
+from jobs.cli.app import DATE, App, configure, emit_json, fail, pass_app
+from jobs.errors import ExitCode
 
 
 @click.command("api")
@@ -24,15 +26,34 @@ def api_command(app: App) -> None:
     from jobs.api import create_app, token_authority  # noqa: PLC0415
 
     settings = app.settings
-    application = create_app(app.database(), settings, app.clock, token_authority(settings))
-    uvicorn.run(
-        application,
-        host=settings.api_host,
-        port=settings.api_port,
-        log_config=None,
-        access_log=False,
-        server_header=False,
+    authority = token_authority(settings)
+    application = create_app(app.database(), settings, app.clock, authority)
+    structlog.get_logger("recycler.api").info(
+        "api.starting",
+        address=f"http://{settings.api_host}:{settings.api_port}",
+        issuer=authority.issuer,
+        identity_provider=settings.api_issuer,
+        rate_per_client=settings.api_rate_per_client,
     )
+    try:
+        uvicorn.run(
+            application,
+            host=settings.api_host,
+            port=settings.api_port,
+            log_config=None,
+            access_log=False,
+            server_header=False,
+        )
+    except SystemExit as stopped:
+        # uvicorn exits 3 when it cannot start (the port is taken); recycler's 3 means
+        # "partly done", so a server that never served is a plain failure.
+        if stopped.code not in (0, None):
+            fail(
+                f"the API could not serve on {settings.api_host}:{settings.api_port} "
+                "(the log above says why)",
+                ExitCode.FAILURE,
+            )
+        raise
 
 
 @click.group("api-client")

@@ -9,6 +9,8 @@ clock, and the numbers' records begin on the world's day (2026-11-25).
 
 from __future__ import annotations
 
+import signal
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,8 +24,8 @@ import pytest
 import sqlalchemy as sa
 
 from jobs.database.schema import api_checks
-from tests.support.api import ApiServer, IdentityProvider, running_api, serve
-from tests.support.cli import environment, recycler
+from tests.support.api import ApiServer, IdentityProvider, free_port, running_api, serve
+from tests.support.cli import environment, recycler, start, wait_until
 from tests.support.world import World
 
 ZONE = ZoneInfo("Asia/Phnom_Penh")
@@ -313,3 +315,65 @@ class TestRecord:
         ]
         with pytest.raises(sa.exc.DBAPIError), world.database.write() as connection:
             connection.execute(sa.delete(api_checks))
+
+
+class TestAsTheOperatorRunsIt:
+    """`recycler api` as a process, clients made with `recycler api-client add`, a bank's
+    client asking as the README shows; SIGTERM ends it cleanly."""
+
+    def test_the_readme_path(self, world: World, tmp_path: Path) -> None:
+        port = free_port()
+        key = tmp_path / "api-key.pem"
+        env = environment(world.url, api_port=str(port), api_signing_key_path=str(key))
+        added = recycler("api-client", "add", "Bank of Phnom Penh", "--json", env=env)
+        assert added.code == 0, added
+        client = added.json()
+        assert client["scopes"] == ["number-recycling:check"]
+        assert client["client_secret"] not in recycler("api-client", "list", env=env).stdout
+        server = start("api", env=env)
+        try:
+            base_url = f"http://127.0.0.1:{port}"
+            wait_until(lambda: _answers(f"{base_url}/healthz"), timeout=30)
+            assert key.stat().st_mode & 0o777 == 0o600
+            issued = httpx.post(
+                f"{base_url}/oauth2/token",
+                data={"grant_type": "client_credentials"},
+                auth=(client["client_id"], client["client_secret"]),
+            )
+            assert issued.status_code == 200, issued.text
+            msisdn = recycled_number(world)
+            answer = httpx.post(
+                f"{base_url}/number-recycling/v0.2/check",
+                json={"phoneNumber": msisdn, "specifiedDate": str(RECORDS_BEGIN)},
+                headers={"Authorization": f"Bearer {issued.json()['access_token']}"},
+            )
+            assert answer.status_code == 200, answer.text
+            assert answer.json() == {"phoneNumberRecycled": True}
+            metrics = httpx.get(f"{base_url}/metrics").text
+            assert 'recycler_api_checks_total{outcome="recycled"} 1.0' in metrics
+        finally:
+            server.process.send_signal(signal.SIGTERM)
+            finished = server.finish(timeout=30)
+        assert finished.code == 0, finished
+        assert client["client_secret"] not in finished.stderr + finished.stdout
+
+    def test_port_taken(self, world: World, tmp_path: Path) -> None:
+        """Another program on the port: exit 1 and a sentence, not a server that never serves."""
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            env = environment(
+                world.url, api_port=str(port), api_signing_key_path=str(tmp_path / "key.pem")
+            )
+            result = recycler("api", env=env, timeout=60)
+        assert result.code == 1, result
+        assert f"could not serve on 127.0.0.1:{port}" in result.stderr
+        assert "address already in use" in result.stderr
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False

@@ -199,6 +199,9 @@ def main() -> None:
     parser.add_argument(
         "--path", nargs="+", choices=("import", "seed"), default=["import"], help="which start"
     )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep each PostgreSQL database (to look into it)"
+    )
     arguments = parser.parse_args()
     admin = (
         sa.create_engine(arguments.server, isolation_level="AUTOCOMMIT")
@@ -224,7 +227,9 @@ def main() -> None:
                 for step in bench(url, size, folder):
                     print(step.line(), flush=True)
             finally:
-                if admin is not None:
+                if admin is not None and arguments.keep:
+                    print(f"  kept: {url}")
+                elif admin is not None:
                     with admin.connect() as connection:
                         connection.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
 
