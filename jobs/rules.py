@@ -1,4 +1,4 @@
-"""The lifecycle rules of PRODUCT.md as small pure functions.
+"""The lifecycle rules (docs/rules.md) as small pure functions.
 
 The nightly run applies the same rules in set-based SQL (``jobs.nightly``); the property tests hold
 the two against each other. Dates are the operator's local dates.

@@ -150,7 +150,7 @@ def _split_commas(value: Any) -> Any:
 
 
 class Settings(BaseSettings):
-    """Every setting of recycler. Field names are the setting names of PRODUCT.md."""
+    """Every setting of recycler. Field names are the setting names (README, Configuration)."""
 
     model_config = SettingsConfigDict(
         env_prefix="RECYCLER_",

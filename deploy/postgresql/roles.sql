@@ -9,6 +9,8 @@
 --   recycler_job     what the daemon, `run`, `send`, `import` and `seed` connect as: reads and
 --                    writes the data, may add audit events but never change or delete one.
 --   recycler_reader  read-only: reports, customer care, `status` and `number`.
+--   recycler_api     what `recycler api` connects as: reads numbers, their ownerships and the
+--                    API's clients, adds a record of every check; nothing else.
 
 DO $roles$
 BEGIN
@@ -21,6 +23,9 @@ BEGIN
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'recycler_reader') THEN
         CREATE ROLE recycler_reader LOGIN;
     END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'recycler_api') THEN
+        CREATE ROLE recycler_api LOGIN;
+    END IF;
 END
 $roles$;
 
@@ -30,10 +35,11 @@ CREATE SCHEMA IF NOT EXISTS recycler AUTHORIZATION recycler_owner;
 ALTER ROLE recycler_owner SET search_path = recycler;
 ALTER ROLE recycler_job SET search_path = recycler;
 ALTER ROLE recycler_reader SET search_path = recycler;
+ALTER ROLE recycler_api SET search_path = recycler;
 
 -- Nobody else may use the schema.
 REVOKE ALL ON SCHEMA recycler FROM PUBLIC;
-GRANT USAGE ON SCHEMA recycler TO recycler_job, recycler_reader;
+GRANT USAGE ON SCHEMA recycler TO recycler_job, recycler_reader, recycler_api;
 
 -- Tables a future migration creates: readable at once, writable once this file is applied again.
 ALTER DEFAULT PRIVILEGES FOR ROLE recycler_owner IN SCHEMA recycler
@@ -48,11 +54,15 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA recycler TO recycle
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA recycler TO recycler_job;
 GRANT SELECT ON ALL TABLES IN SCHEMA recycler TO recycler_reader;
 
--- The audit trail is append-only for the job: it may add events, never rewrite or remove them.
+-- The audit trail and the record of checks are append-only for the job: it may add to them,
+-- never rewrite or remove.
 DO $audit$
 BEGIN
     IF to_regclass('recycler.audit_events') IS NOT NULL THEN
         REVOKE UPDATE, DELETE, TRUNCATE ON recycler.audit_events FROM recycler_job;
+    END IF;
+    IF to_regclass('recycler.api_checks') IS NOT NULL THEN
+        REVOKE UPDATE, DELETE, TRUNCATE ON recycler.api_checks FROM recycler_job;
     END IF;
     -- Nor may the job rewrite history that `alembic` keeps.
     IF to_regclass('recycler.alembic_version') IS NOT NULL THEN
@@ -60,3 +70,16 @@ BEGIN
     END IF;
 END
 $audit$;
+
+-- The API answers banks and records each answer: it reads what the answer needs (and the schema
+-- version, checked at start), and adds checks. It cannot change a number or see the warnings.
+DO $api$
+BEGIN
+    IF to_regclass('recycler.api_checks') IS NOT NULL THEN
+        GRANT SELECT ON recycler.numbers, recycler.ownerships, recycler.api_clients,
+            recycler.alembic_version TO recycler_api;
+        GRANT INSERT ON recycler.api_checks TO recycler_api;
+        GRANT USAGE ON ALL SEQUENCES IN SCHEMA recycler TO recycler_api;
+    END IF;
+END
+$api$;

@@ -372,6 +372,8 @@ api_checks = sa.Table(
     sa.Column("status", sa.Integer, nullable=False),
     sa.Column("code", sa.String(32)),
     sa.Column("correlator", sa.String(256), nullable=False),
+    # The API's role may add checks but not read them back, and RETURNING is a read.
+    implicit_returning=False,
 )
 sa.Index(None, api_checks.c.msisdn, api_checks.c.id)
 sa.Index(None, api_checks.c.client_id, api_checks.c.occurred_at)

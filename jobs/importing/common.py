@@ -12,36 +12,12 @@ from jobs.database.schema import (
     numbers,
     ownerships,
     topups,
-    warnings,
 )
-from jobs.vocabulary import OPEN_STATES
 
 __all__ = [
     "add_owned_numbers",
-    "cancel_open_warnings",
     "insert_topups",
 ]
-
-
-def cancel_open_warnings(
-    connection: Connection, condition: ColumnElement[bool], reason: str
-) -> None:
-    """Cancel the unsent warnings of the current cycle of the numbers the condition selects
-    (the condition joins the staging table to ``numbers``)."""
-    connection.execute(
-        sa.update(warnings)
-        .where(
-            warnings.c.state.in_(OPEN_STATES),
-            sa.exists()
-            .where(
-                numbers.c.msisdn == warnings.c.msisdn,
-                numbers.c.cycle == warnings.c.cycle,
-                condition,
-            )
-            .correlate(warnings),
-        )
-        .values(state="cancelled", cancel_reason=reason, lease_expires_at=None)
-    )
 
 
 def add_owned_numbers(

@@ -28,6 +28,7 @@ from jobs.importing.reader import CsvFormat, RawRow
 from jobs.importing.staging import StagingTable, SubscriberRow, subscriber_staging
 from jobs.phone import InvalidNumber
 from jobs.settings import Settings
+from jobs.transitions import end_cycles
 
 __all__ = ["SUBSCRIBERS", "import_subscribers"]
 
@@ -198,7 +199,6 @@ def _create(connection: Connection, table: sa.Table, context: ImportContext) -> 
 
 def _extend(connection: Connection, table: sa.Table, context: ImportContext) -> None:
     extended = sa.and_(table.c.outcome == "extended", table.c.msisdn == numbers.c.msisdn)
-    common.cancel_open_warnings(connection, extended, reason="validity_extended")
     record_events(
         connection,
         table.join(numbers, numbers.c.msisdn == table.c.msisdn),
@@ -213,15 +213,12 @@ def _extend(connection: Connection, table: sa.Table, context: ImportContext) -> 
         validity_end_after=table.c.validity_end,
         reason="moved forward by the subscriber file",
     )
-    connection.execute(
-        sa.update(numbers)
-        .where(extended)
-        .values(
-            validity_end=table.c.validity_end,
-            language=table.c.language,
-            cycle=numbers.c.cycle + 1,
-            updated_at=context.now,
-        )
+    end_cycles(
+        connection,
+        extended,
+        reason="validity_extended",
+        now=context.now,
+        changes={"validity_end": table.c.validity_end, "language": table.c.language},
     )
 
 

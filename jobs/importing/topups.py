@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -21,7 +22,7 @@ from jobs.clock import Clock, local_date, out_of_range, parse_date, parse_moment
 from jobs.database.audit import record_events
 from jobs.database.engine import Database, retried
 from jobs.database.functions import add_days
-from jobs.database.schema import numbers, ownerships, resale_pool, topups
+from jobs.database.schema import UtcDateTime, numbers, ownerships, resale_pool, topups
 from jobs.fast_numbers import NumberReader
 from jobs.importing import common
 from jobs.importing.loader import ImportContext, ImportSummary, run_import
@@ -29,6 +30,7 @@ from jobs.importing.reader import CsvFormat, RawRow
 from jobs.importing.staging import StagingTable, TopupRow, topup_staging
 from jobs.phone import InvalidNumber
 from jobs.settings import Settings
+from jobs.transitions import analyse, end_cycles, work_table
 
 __all__ = ["TOPUPS", "import_topups"]
 
@@ -187,6 +189,18 @@ def _merge(
 
 
 _late_metadata = sa.MetaData()
+pool_topups = sa.Table(
+    "staging_pool_topups",
+    _late_metadata,
+    sa.Column("msisdn", sa.String(16), nullable=False),
+    sa.Column("pool_entry_id", sa.Integer, nullable=False),
+    sa.Column("previous_ownership_id", sa.Integer, nullable=False),
+    sa.Column("entered_on", sa.Date, nullable=False),
+    sa.Column("topped_up_at", UtcDateTime, nullable=False),
+    sa.Column("validity_end", sa.Date, nullable=False),
+    prefixes=["TEMPORARY"],
+    postgresql_on_commit="DROP",
+)
 late_payers = sa.Table(
     "staging_late_payers",
     _late_metadata,
@@ -208,31 +222,54 @@ def _reinstate_late_payers(
     that recycle, which would have kept them: the subscriber paid in time, the feed arrived
     late (or raced the run). Only numbers still in the pool; a number sold since is a reject
     for care, as before. Returns the table of the numbers given back."""
-    if connection.dialect.name == "sqlite":
-        connection.exec_driver_sql("DROP TABLE IF EXISTS temp.staging_late_payers")
-    late_payers.create(connection)
+    # First the top-ups of this file for numbers in the pool now (usually none), each with its
+    # pool entry; then, for those alone, the ownership each entry ended, looked up by its key.
+    # Joined in one statement, the planner may start from the ended ownerships (all of them,
+    # ever: a table whose statistics can say "none" on a young system) and rescan the file for
+    # each; at ten million numbers that ran for minutes.
+    work_table(connection, pool_topups)
+    connection.execute(
+        pool_topups.insert().from_select(
+            [c.name for c in pool_topups.columns],
+            sa.select(
+                table.c.msisdn,
+                resale_pool.c.id,
+                resale_pool.c.previous_ownership_id,
+                resale_pool.c.entered_on,
+                table.c.topped_up_at,
+                table.c.validity_end,
+            ).where(good, table.c.msisdn == resale_pool.c.msisdn, resale_pool.c.left_at.is_(None)),
+        )
+    )
+    analyse(connection, pool_topups)
     grace = context.settings.grace_days
+
+    def ended(column: sa.Column[Any]) -> ColumnElement[Any]:
+        # A lookup by primary key for each candidate: the planner cannot turn it around.
+        return (
+            sa.select(column)
+            .where(ownerships.c.id == pool_topups.c.previous_ownership_id)
+            .scalar_subquery()
+        )
+
+    work_table(connection, late_payers)
     connection.execute(
         late_payers.insert().from_select(
             [c.name for c in late_payers.columns],
             sa.select(
-                resale_pool.c.msisdn,
-                resale_pool.c.id,
-                ownerships.c.owner_id,
-                ownerships.c.language,
-                ownerships.c.final_validity_end,
-                resale_pool.c.entered_on,
+                pool_topups.c.msisdn,
+                pool_topups.c.pool_entry_id,
+                ended(ownerships.c.owner_id),
+                ended(ownerships.c.language),
+                ended(ownerships.c.final_validity_end),
+                pool_topups.c.entered_on,
             )
             .distinct()
             .where(
-                good,
-                table.c.msisdn == resale_pool.c.msisdn,
-                resale_pool.c.left_at.is_(None),
-                ownerships.c.id == resale_pool.c.previous_ownership_id,
-                ownerships.c.end_cause == "recycle",
-                table.c.topped_up_at < ownerships.c.ended_at,
+                ended(ownerships.c.end_cause) == "recycle",
+                pool_topups.c.topped_up_at < ended(ownerships.c.ended_at),
                 # With this top-up's validity end the number was not past grace that night.
-                add_days(table.c.validity_end, grace) >= resale_pool.c.entered_on,
+                add_days(pool_topups.c.validity_end, grace) >= pool_topups.c.entered_on,
             ),
         )
     )
@@ -273,17 +310,17 @@ def _reinstate_late_payers(
             .scalar_subquery(),
         )
     )
-    connection.execute(
-        sa.update(numbers)
-        .where(numbers.c.msisdn == late_payers.c.msisdn)
-        .values(
-            owner_id=late_payers.c.owner_id,
-            language=late_payers.c.language,
-            validity_end=late_payers.c.validity_end,
-            cycle=numbers.c.cycle + 1,
-            recycled_by_run_id=None,
-            updated_at=context.now,
-        )
+    end_cycles(
+        connection,
+        numbers.c.msisdn == late_payers.c.msisdn,
+        reason="reinstated",
+        now=context.now,
+        changes={
+            "owner_id": late_payers.c.owner_id,
+            "language": late_payers.c.language,
+            "validity_end": late_payers.c.validity_end,
+            "recycled_by_run_id": None,
+        },
     )
     record_events(
         connection,
@@ -324,7 +361,6 @@ def _move_validity(
         newest.c.validity_end > numbers.c.validity_end,
         numbers.c.owner_id.is_not(None),
     )
-    common.cancel_open_warnings(connection, moves, reason="topped_up")
     record_events(
         connection,
         newest.join(numbers, numbers.c.msisdn == newest.c.msisdn),
@@ -339,14 +375,12 @@ def _move_validity(
         validity_end_before=numbers.c.validity_end,
         validity_end_after=newest.c.validity_end,
     )
-    connection.execute(
-        sa.update(numbers)
-        .where(moves)
-        .values(
-            validity_end=newest.c.validity_end,
-            cycle=numbers.c.cycle + 1,
-            updated_at=context.now,
-        )
+    end_cycles(
+        connection,
+        moves,
+        reason="topped_up",
+        now=context.now,
+        changes={"validity_end": newest.c.validity_end},
     )
 
 

@@ -35,7 +35,7 @@ COMPLETED = sa.and_(
 
 @dataclass
 class RunReport:
-    """What one run did; its JSON form is the object PRODUCT.md defines for ``run --json``."""
+    """What one run did; its JSON form is the ``run --json`` object of the README."""
 
     run_id: int
     as_of: date

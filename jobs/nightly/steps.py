@@ -28,7 +28,8 @@ from jobs.database.schema import (
 from jobs.nightly.frames import framed_text, text_frames
 from jobs.nightly.records import COMPLETED
 from jobs.rules import FINAL_NOTICE_STAGE, Rules
-from jobs.vocabulary import NOTICE_STATES, OPEN_STATES
+from jobs.transitions import end_cycles
+from jobs.vocabulary import NOTICE_STATES
 
 __all__ = ["BaseCounts", "RunScope", "count_base", "newest_feed", "queue_warnings", "recycle"]
 
@@ -356,20 +357,6 @@ def recycle(connection: Connection, scope: RunScope) -> int:
             ),
         )
     )
-    connection.execute(
-        sa.update(warnings)
-        .where(
-            warnings.c.state.in_(OPEN_STATES),
-            sa.exists()
-            .where(
-                numbers.c.msisdn == warnings.c.msisdn,
-                numbers.c.cycle == warnings.c.cycle,
-                marked,
-            )
-            .correlate(warnings),
-        )
-        .values(state="cancelled", cancel_reason="recycled", lease_expires_at=None)
-    )
     record_events(
         connection,
         numbers,
@@ -388,16 +375,12 @@ def recycle(connection: Connection, scope: RunScope) -> int:
         cycle=numbers.c.cycle,
         validity_end_before=numbers.c.validity_end,
     )
-    connection.execute(
-        sa.update(numbers)
-        .where(marked)
-        .values(
-            owner_id=None,
-            language=None,
-            validity_end=None,
-            cycle=numbers.c.cycle + 1,
-            updated_at=scope.now,
-        )
+    end_cycles(
+        connection,
+        marked,
+        reason="recycled",
+        now=scope.now,
+        changes={"owner_id": None, "language": None, "validity_end": None},
     )
     return recycled
 

@@ -26,12 +26,11 @@ from jobs.database.schema import (
     numbers,
     ownerships,
     resale_pool,
-    warnings,
 )
 from jobs.errors import InputRefused, NumberNotFound
 from jobs.phone import number_from_user
 from jobs.settings import Settings
-from jobs.vocabulary import OPEN_STATES
+from jobs.transitions import end_cycles
 
 __all__ = ["Change", "Operator", "hold", "reinstate", "release", "sell", "transfer"]
 
@@ -152,20 +151,8 @@ class _Session:
 
     def new_cycle(self, msisdn: str, reason: str, **values: Any) -> None:
         """End the number's current cycle: its unsent warnings will never go out."""
-        self.connection.execute(
-            sa.update(warnings)
-            .where(
-                warnings.c.msisdn == msisdn,
-                warnings.c.state.in_(OPEN_STATES),
-                warnings.c.cycle
-                == sa.select(numbers.c.cycle).where(numbers.c.msisdn == msisdn).scalar_subquery(),
-            )
-            .values(state="cancelled", cancel_reason=reason, lease_expires_at=None)
-        )
-        self.connection.execute(
-            sa.update(numbers)
-            .where(numbers.c.msisdn == msisdn)
-            .values(cycle=numbers.c.cycle + 1, updated_at=self.now, **values)
+        end_cycles(
+            self.connection, numbers.c.msisdn == msisdn, reason=reason, now=self.now, changes=values
         )
 
     def audit(self, msisdn: str, event_type: str, operator: Operator, **fields: Any) -> None:

@@ -9,10 +9,14 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
+from jobs.checking.records import check_number
 from jobs.database.engine import Database
 from jobs.database.migrate import upgrade
+from jobs.safeguards.reassigned import answer_on
+from jobs.vocabulary import Verdict
 from tests.support.world import World
 
+ADDED_ON = date(2026, 11, 25)  # the world's clock: the numbers' records begin there
 ROLES = Path(__file__).resolve().parents[2] / "deploy" / "postgresql" / "roles.sql"
 
 
@@ -73,3 +77,32 @@ class TestLeastPrivilege:
                     connection.exec_driver_sql("UPDATE numbers SET on_hold = true")
         finally:
             reader.dispose()
+
+        api = World.create(_as(url, "recycler_api"))
+        try:
+            with api.database.write() as connection:
+                answer = answer_on(connection, api.settings, ADDED_ON, msisdn, ADDED_ON)
+            assert answer.verdict is Verdict.SAME_OWNER
+            result = check_number(
+                api.database,
+                api.settings,
+                now=api.clock.now(),
+                client_id="bank",
+                msisdn=msisdn,
+                specified_date=ADDED_ON,
+                correlator="c-1",
+            )
+            assert (result.status, result.recycled) == (200, False)
+            with api.database.engine.connect() as connection:
+                for statement in (
+                    "SELECT count(*) FROM warnings",
+                    "UPDATE numbers SET on_hold = true",
+                    "DELETE FROM api_checks",
+                    "INSERT INTO api_clients (client_id, name, secret_hash, scopes, created_at, "
+                    "created_by) VALUES ('x', 'x', 'x', 'x', now(), 'x')",
+                ):
+                    with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+                        connection.exec_driver_sql(statement)
+                    connection.rollback()
+        finally:
+            api.close()

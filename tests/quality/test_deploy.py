@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import kubernetes_validate
 import pytest
 import yaml
+from click.testing import CliRunner
+
+from jobs.cli import cli
+from jobs.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -30,7 +37,13 @@ class TestSystemd:
             text = unit.read_text().replace("/opt/recycler/venv/bin/recycler", recycler)
             (tmp_path / unit.name).write_text(text)
         result = subprocess.run(
-            [analyze, "verify", "recycler.service", "recycler-run@2026-11-20.service"],
+            [
+                analyze,
+                "verify",
+                "recycler.service",
+                "recycler-api.service",
+                "recycler-run@2026-11-20.service",
+            ],
             cwd=tmp_path,
             capture_output=True,
             text=True,
@@ -66,7 +79,7 @@ def _documents(name: str) -> list[dict[str, object]]:
 class TestKubernetes:
     """The manifests validate against the Kubernetes schemas, strictly (no unknown fields)."""
 
-    @pytest.mark.parametrize("name", ["daemon.yaml", "cronjob.yaml"])
+    @pytest.mark.parametrize("name", ["daemon.yaml", "cronjob.yaml", "api.yaml"])
     def test_schema(self, name: str) -> None:
         """Every document is a valid resource of its kind."""
         documents = _documents(name)
@@ -89,3 +102,52 @@ class TestKubernetes:
         text = yaml.safe_dump(deployment)
         assert "twilio-auth-token" in text
         assert "secretKeyRef" in text
+
+    def test_api_key_is_shared_by_every_replica(self) -> None:
+        """The signing key comes from one Secret, the database URL from another; /healthz probes."""
+        (deployment,) = [doc for doc in _documents("api.yaml") if doc["kind"] == "Deployment"]
+        text = yaml.safe_dump(deployment)
+        assert "secretName: recycler-api-key" in text
+        assert "recycler-api-secrets" in text
+        assert text.count("path: /healthz") == 2
+
+
+def _containers(document: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = document.get("spec", {})
+    template = spec.get("jobTemplate", {}).get("spec", spec).get("template", {})
+    found: list[dict[str, Any]] = template.get("spec", {}).get("containers", [])
+    return found
+
+
+def _is_command(arguments: list[str]) -> bool:
+    """Whether `recycler ARGUMENTS --help` is a command recycler knows."""
+    words = [word for word in arguments if not word.startswith("-")][:2]
+    return CliRunner().invoke(cli, [*words, "--help"]).exit_code == 0
+
+
+class TestWhatTheyRun:
+    """Settings in ConfigMaps validate; containers and units run commands that exist."""
+
+    @pytest.mark.parametrize(
+        "path", sorted((DEPLOY / "kubernetes").glob("*.yaml")), ids=lambda path: path.name
+    )
+    def test_manifest(self, path: Path) -> None:
+        seen = 0
+        for document in _documents(path.name):
+            if document["kind"] == "ConfigMap":
+                data = document["data"]
+                assert isinstance(data, dict)
+                Settings(**tomllib.loads(data["recycler.toml"]))  # a misspelt setting raises
+                seen += 1
+            for container in _containers(document):
+                assert _is_command(container["args"]), container["args"]
+                seen += 1
+        assert seen
+
+    @pytest.mark.parametrize(
+        "path", sorted((DEPLOY / "systemd").glob("*.service")), ids=lambda path: path.name
+    )
+    def test_unit(self, path: Path) -> None:
+        match = re.search(r"^ExecStart=\S*/recycler (.+)$", path.read_text(), re.MULTILINE)
+        assert match is not None
+        assert _is_command(match.group(1).replace("%i", "2026-11-26").split())

@@ -24,7 +24,7 @@ class TestSources:
     """Defaults, the TOML file, the environment."""
 
     def test_defaults(self) -> None:
-        """The defaults of PRODUCT.md."""
+        """The documented defaults (README, Configuration)."""
         settings = load_settings()
         assert settings.timezone == "Asia/Phnom_Penh"
         assert (settings.grace_days, settings.warning_days) == (90, [30, 14, 7, 1])

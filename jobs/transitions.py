@@ -1,0 +1,94 @@
+"""The lifecycle's transitions in SQL, each written once (docs/rules.md), for every caller: the
+nightly run, both imports, the seed and the safeguards.
+
+Ending a cycle is the one transition they all make: a top-up or a longer validity in the
+subscriber file, a recycle, a sale, a transfer, a reinstatement, a hold and its release each end
+the number's current cycle. The cycle's unsent warnings are cancelled (they speak of a grace end
+that no longer holds), and the cycle is counted up, so that the next warning belongs to the new
+one. The cause is audited by the caller, which knows what it did (``topup.applied``,
+``number.recycled``, ``hold.placed``...).
+
+The numbers whose cycle ends are gathered first into a small table of their own, analysed, and
+only then are the warnings touched: a statement that picked the warnings through the caller's
+own join (a staging table, a subquery over it) could be planned as a loop over the warnings that
+rescans the file for each one, whatever the statistics say (tests/integration/
+test_query_plans.py pins this).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
+
+from jobs.database.schema import numbers, warnings
+from jobs.vocabulary import OPEN_STATES, WarningState
+
+__all__ = ["analyse", "end_cycles", "work_table"]
+
+_work_metadata = sa.MetaData()
+ending_cycles = sa.Table(
+    "ending_cycles",
+    _work_metadata,
+    sa.Column("msisdn", numbers.c.msisdn.type, primary_key=True),
+    sa.Column("cycle", sa.Integer, nullable=False),
+    prefixes=["TEMPORARY"],
+    postgresql_on_commit="DROP",
+)
+
+
+def work_table(connection: Connection, table: sa.Table) -> sa.Table:
+    """Create a temporary work table for this transaction, dropping one left by an earlier
+    statement of the same transaction (or, on SQLite, by an earlier use of the connection)."""
+    schema = "temp" if connection.dialect.name == "sqlite" else "pg_temp"
+    connection.exec_driver_sql(f"DROP TABLE IF EXISTS {schema}.{table.name}")
+    table.create(connection)
+    return table
+
+
+def analyse(connection: Connection, table: sa.Table) -> None:
+    """Give the planner the real size of a work table just filled (PostgreSQL never analyses
+    temporary tables by itself; SQLite's planner does not need it)."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"ANALYZE {table.name}")
+
+
+def end_cycles(
+    connection: Connection,
+    condition: ColumnElement[bool],
+    *,
+    reason: str,
+    now: datetime,
+    changes: Mapping[str, Any] | None = None,
+) -> int:
+    """End the current cycle of every number the condition selects: cancel the cycle's unsent
+    warnings (``cancel_reason`` = reason), count the cycle up, and apply ``changes`` to the
+    number in the same update. The condition is over ``numbers`` and may join other tables, as
+    an UPDATE ... FROM does (``changes`` may take their columns). Returns how many numbers."""
+    work_table(connection, ending_cycles)
+    connection.execute(
+        ending_cycles.insert().from_select(
+            ["msisdn", "cycle"],
+            sa.select(numbers.c.msisdn, numbers.c.cycle).distinct().where(condition),
+        )
+    )
+    analyse(connection, ending_cycles)
+    connection.execute(
+        sa.update(warnings)
+        .where(
+            warnings.c.msisdn == ending_cycles.c.msisdn,
+            warnings.c.cycle == ending_cycles.c.cycle,
+            warnings.c.state.in_(OPEN_STATES),
+        )
+        .values(state=WarningState.CANCELLED, cancel_reason=reason, lease_expires_at=None)
+    )
+    ended = connection.execute(
+        sa.update(numbers)
+        .where(numbers.c.msisdn == ending_cycles.c.msisdn, condition)
+        .values(cycle=numbers.c.cycle + 1, updated_at=now, **(changes or {}))
+    )
+    return ended.rowcount
