@@ -329,6 +329,13 @@ class Settings(BaseSettings):
     api_rate_per_client: float = Field(
         default=50, ge=0, le=100_000, description="checks per second per client; 0: no limit"
     )
+    api_database_connections: int = Field(
+        default=8,
+        ge=1,
+        le=200,
+        description="database connections of one `recycler api` process: the checks it "
+        "answers at once",
+    )
     api_signing_key_path: Path = Field(
         default=Path("recycler-api-key.pem"),
         description="the built-in issuer's RSA key (PEM), created when absent",

@@ -14,11 +14,13 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any
 
+from anyio import to_thread
 from fastapi import FastAPI, Form, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -34,7 +36,7 @@ from pydantic.json_schema import WithJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from jobs.checking.clients import CHECK_SCOPE, authenticate, revoked_client_ids
-from jobs.checking.records import check_number
+from jobs.checking.records import answer_and_record
 from jobs.checking.tokens import TokenAuthority, TokenClaims, TokenRejected
 from jobs.clock import Clock, parse_date
 from jobs.database.engine import Database
@@ -275,7 +277,17 @@ def create_app(
 ) -> FastAPI:
     """The application over a database, with the token authority it trusts."""
     context = _Context(database, settings, clock, authority, registry or CollectorRegistry())
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # The endpoints read the database in worker threads: as many threads as connections,
+        # so that a burst waits in the event loop's queue, not in threads that each hold a
+        # place and wait for a connection (or open one more, and close it again).
+        to_thread.current_default_thread_limiter().total_tokens = settings.api_database_connections
+        yield
+
     app = FastAPI(
+        lifespan=lifespan,
         title="recycler: Number Recycling",
         version="0.2.0",
         description="The CAMARA Number Recycling API (release r2.2) as recycler serves it: has a "
@@ -326,7 +338,7 @@ def _check(app: FastAPI, context: _Context) -> None:
         summary="Has the subscriber of the phone number changed since a date?",
         tags=["Check Number Recycling"],
     )
-    def check(
+    async def check(
         request: Request,
         body: CheckRequest,
         authorization: Annotated[str | None, Header()] = None,
@@ -355,8 +367,8 @@ def _check(app: FastAPI, context: _Context) -> None:
             specified: date = parse_date(body.specifiedDate)
         except ValueError as error:
             raise ApiError(400, "INVALID_ARGUMENT", f"specifiedDate: {error}") from None
-        result = check_number(
-            context.database,
+        result = await context.database.each_statement_async(
+            answer_and_record,
             settings,
             now=context.clock.now(),
             client_id=claims.client_id,

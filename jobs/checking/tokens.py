@@ -15,6 +15,8 @@ import base64
 import hashlib
 import os
 import secrets
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -35,6 +37,8 @@ __all__ = [
 
 _ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"]
 _LEEWAY_SECONDS = 30
+# Tokens whose signature was checked, kept by their text (a few hundred bytes each).
+_VERIFIED_KEPT = 1024
 
 
 class TokenRejected(Exception):
@@ -137,6 +141,8 @@ class TokenAuthority:
             if external is not None
             else None
         )
+        self._verified: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._verified_lock = threading.Lock()
 
     def issue(self, client_id: str, scopes: frozenset[str], now: datetime) -> Issued:
         """A signed access token for a client and the scopes granted."""
@@ -164,7 +170,25 @@ class TokenAuthority:
         return {"keys": [self.key.jwk()]}
 
     def verify(self, token: str, now: datetime) -> TokenClaims:
-        """The claims of a token that is ours or the operator's IdP's, whole and in date."""
+        """The claims of a token that is ours or the operator's IdP's, whole and in date.
+
+        A bank sends the same token with every check until it expires: the outcome of the
+        signature, issuer and audience checks is kept for the most recent tokens (a signature
+        check is a tenth of a check's time), the times are checked against the clock on every
+        call, and revocation is the caller's, on every call too."""
+        with self._verified_lock:
+            claims = self._verified.get(token)
+            if claims is not None:
+                self._verified.move_to_end(token)
+        if claims is None:
+            claims = self._verified_claims(token)
+            with self._verified_lock:
+                self._verified[token] = claims
+                if len(self._verified) > _VERIFIED_KEPT:
+                    self._verified.popitem(last=False)
+        return _claims_of(claims, now)
+
+    def _verified_claims(self, token: str) -> dict[str, Any]:
         try:
             unverified = jwt.decode(token, options={"verify_signature": False})
             issuer = unverified.get("iss")
@@ -194,23 +218,28 @@ class TokenAuthority:
             raise
         except (jwt.PyJWTError, ValueError) as error:
             raise TokenRejected(f"the token is not valid: {error}") from None
-        _check_times(claims, now.timestamp())
-        client_id = claims.get("client_id") or claims.get("azp") or claims.get("sub")
-        if not isinstance(client_id, str) or not client_id:
-            raise TokenRejected("the token names no client")
-        scope = claims.get("scope", "")
-        scopes = set(scope.split()) if isinstance(scope, str) else set()
-        listed = claims.get("scp")
-        if isinstance(listed, list):
-            scopes |= {str(item) for item in listed}
-        phone = claims.get("phone_number")
-        return TokenClaims(
-            client_id=client_id,
-            scopes=frozenset(scopes),
-            issuer=str(issuer),
-            token_id=str(claims["jti"]) if claims.get("jti") else None,
-            phone_number=str(phone) if phone else None,
-        )
+        return claims
+
+
+def _claims_of(claims: dict[str, Any], now: datetime) -> TokenClaims:
+    """What a token whose signature holds says, once its times are checked against now."""
+    _check_times(claims, now.timestamp())
+    client_id = claims.get("client_id") or claims.get("azp") or claims.get("sub")
+    if not isinstance(client_id, str) or not client_id:
+        raise TokenRejected("the token names no client")
+    scope = claims.get("scope", "")
+    scopes = set(scope.split()) if isinstance(scope, str) else set()
+    listed = claims.get("scp")
+    if isinstance(listed, list):
+        scopes |= {str(item) for item in listed}
+    phone = claims.get("phone_number")
+    return TokenClaims(
+        client_id=client_id,
+        scopes=frozenset(scopes),
+        issuer=str(claims["iss"]),
+        token_id=str(claims["jti"]) if claims.get("jti") else None,
+        phone_number=str(phone) if phone else None,
+    )
 
 
 def _check_times(claims: dict[str, Any], now: float) -> None:

@@ -27,7 +27,8 @@ def api_command(app: App) -> None:
 
     settings = app.settings
     authority = token_authority(settings)
-    application = create_app(app.database(), settings, app.clock, authority)
+    database = app.database(connections=settings.api_database_connections)
+    application = create_app(database, settings, app.clock, authority)
     structlog.get_logger("recycler.api").info(
         "api.starting",
         address=f"http://{settings.api_host}:{settings.api_port}",

@@ -74,8 +74,9 @@ class App:
         """Who is running this command, for audit events."""
         return _operator()
 
-    def database(self, *, check_schema: bool = True) -> Database:
-        """The database, with its schema checked (and created, for a new SQLite file)."""
+    def database(self, *, check_schema: bool = True, connections: int = 4) -> Database:
+        """The database, with its schema checked (and created, for a new SQLite file);
+        ``connections`` kept open for a process that answers several requests at once."""
         settings = self.settings
         database = Database(
             settings.database_url,
@@ -84,6 +85,7 @@ class App:
                 statement_seconds=settings.database_statement_timeout_seconds,
                 idle_in_transaction_seconds=settings.database_idle_transaction_timeout_seconds,
             ),
+            connections=connections,
         )
         self._opened.append(database)
         if check_schema:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import signal
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -377,3 +379,36 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=1).status_code == 200
     except httpx.TransportError:
         return False
+
+
+class TestTheReadmeBlock:
+    """The README's section for banks, run by bash as written, on the demo's base: only the port
+    is changed (so that the test does not need 8080 free) and a wait for the server to listen is
+    added, which a person typing the commands does by themselves."""
+
+    def test_the_curl_example_answers(self, tmp_path: Path) -> None:
+        readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+        section = readme.split("## For banks", 1)[1]
+        block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+        port = free_port()
+        script = block.replace("127.0.0.1:8080", f"127.0.0.1:{port}").replace(
+            "recycler api &",
+            "recycler api &\ntrap 'kill %1' EXIT\n"
+            f"until curl -sf http://127.0.0.1:{port}/healthz >/dev/null; do sleep 0.2; done",
+        )
+        env = environment(api_port=str(port), api_signing_key_path=str(tmp_path / "key.pem"))
+        env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+        seeded = recycler("seed", "--subscribers", "2000", env=env, cwd=tmp_path)
+        assert seeded.code == 0, seeded
+        assert recycler("run", env=env, cwd=tmp_path).code == 0
+        finished = subprocess.run(
+            ["bash", "-c", script],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert finished.returncode == 0, finished.stderr
+        assert finished.stdout.strip() == '{"phoneNumberRecycled":false}'

@@ -176,7 +176,7 @@ def bench(url: str, numbers: int, seconds: int, connections: int, folder: Path) 
         server.terminate()
         server.communicate(timeout=30)
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
-    latencies = dict(re.findall(r"([\d.]+)=(\d+)", output.split("latency_us", 1)[1]))
+    latencies = dict(re.findall(r"([\w.]+)=(\d+)", output.split("latency_us", 1)[1]))
     failed = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     errors_seen = re.search(r"Socket errors: (.*)", output)
     print(f"  {'checks/s':<28}{rate:>12,.0f}")
