@@ -115,6 +115,10 @@ class Metrics:
         if error_code is not None:
             self.gateway_errors.labels(error_code).inc()
 
+    def observe_gateway_unusable(self, code: str) -> None:
+        """The gateway refused because of the operator's own side (a wrong token...)."""
+        self.gateway_unusable.labels(code[:32]).inc()
+
     def refresh(self, database: Database, now: datetime) -> None:
         """Read the run and outbox figures from the database."""
         with database.read() as connection:

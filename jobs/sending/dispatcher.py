@@ -22,7 +22,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import structlog
 from aiolimiter import AsyncLimiter
@@ -33,7 +33,6 @@ from jobs.database.engine import BaseLock, Database
 from jobs.database.locks import LockBusy, sqlite_sender_lock
 from jobs.errors import RecyclerError, SenderInProgress
 from jobs.failpoints import failpoint
-from jobs.metrics import Metrics
 from jobs.sending import outbox
 from jobs.settings import Settings
 from jobs.vocabulary import WarningState
@@ -54,6 +53,15 @@ _FIRST_RETRY = timedelta(seconds=30)
 _LONGEST_RETRY = timedelta(hours=1)
 _LARGEST_BATCH = 500
 _Result = TypeVar("_Result")
+
+
+class SendObserver(Protocol):
+    """What the dispatcher reports as it sends (jobs.metrics.Metrics counts it): declared
+    here so that sending does not depend on the module that reads every service's figures."""
+
+    def observe_send(self, seconds: float, outcome: str, error_code: str | None) -> None: ...
+
+    def observe_gateway_unusable(self, code: str) -> None: ...
 
 
 class ClockSkew(RecyclerError):
@@ -122,7 +130,7 @@ class Dispatcher:
         batch_size: int | None = None,
         poll_seconds: float = 5.0,
         rng: random.Random | None = None,
-        metrics: Metrics | None = None,
+        metrics: SendObserver | None = None,
     ) -> None:
         self.database = database
         self.settings = settings
@@ -464,7 +472,7 @@ class _Session:
             "the next send tries them again",
         )
         if self.dispatcher.metrics is not None:
-            self.dispatcher.metrics.gateway_unusable.labels(error.code[:32]).inc()
+            self.dispatcher.metrics.observe_gateway_unusable(error.code)
 
     # Recording -------------------------------------------------------------------------------
 
