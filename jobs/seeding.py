@@ -43,6 +43,7 @@ from jobs.nightly.frames import FrameRow, frame_row, framed_text, load_frames, t
 from jobs.nightly.runner import rules_of
 from jobs.rules import Rules
 from jobs.settings import Settings
+from jobs.vocabulary import ImportKind, Language, OwnershipStart
 from notifier.templates import TemplateBook, TemplateKind
 
 __all__ = ["MOBILE_PREFIXES", "SeedSummary", "number_at", "seed"]
@@ -183,7 +184,7 @@ def _rows(summary_seed: int, count: int, plan: _Plan, zone: Any) -> Iterator[See
             raw="",
             msisdn=msisdn,
             owner_id=f"KH{summary_seed % 100:02d}{index:09d}",
-            language="km" if rng.random() < 0.8 else "en",
+            language=Language.KHMER if rng.random() < 0.8 else Language.ENGLISH,
             validity_end=validity_end,
             topup_id=f"seed-{summary_seed}-{index}",
             topped_up_at=moment.astimezone(UTC),
@@ -261,13 +262,13 @@ def _merge(
         now=now,
         today=local_date(now, settings.zone),
         actor="seed",
-        cause="seed",
+        cause=OwnershipStart.SEED,
     )
     # The synthetic feed declares itself complete up to the start of D.
     feed_complete = datetime.combine(plan.as_of, time(0), tzinfo=settings.zone)
     import_id = record_import(
         connection,
-        kind="seed",
+        kind=ImportKind.SEED,
         source="recycler seed",
         now=now,
         actor="seed",

@@ -14,6 +14,11 @@ __all__ = [
     "CLAIMABLE_STATES",
     "NOTICE_STATES",
     "OPEN_STATES",
+    "ImportKind",
+    "Language",
+    "OwnershipEnd",
+    "OwnershipStart",
+    "PoolLeave",
     "RunOutcome",
     "Verdict",
     "WarningState",
@@ -71,3 +76,43 @@ class Verdict(StrEnum):
     SAME_OWNER = "no"  # the same owner since the date asked about
     REASSIGNED = "yes"  # a new owner since then, or none at all now
     BEFORE_RECORDS = "unknown"  # recycler's records of the number begin after that date
+
+
+class Language(StrEnum):
+    """The languages of the warning templates, as subscriber files and the base store them."""
+
+    KHMER = "km"
+    ENGLISH = "en"
+
+
+class OwnershipStart(StrEnum):
+    """How an ownership of a number began."""
+
+    IMPORT = "import"  # the operator's subscriber file
+    SEED = "seed"  # the synthetic demo base
+    SALE = "sale"  # sold from the resale pool
+    TRANSFER = "transfer"  # given by its owner to another, with both consents
+    REINSTATEMENT = "reinstatement"  # given back to an earlier owner
+
+
+class OwnershipEnd(StrEnum):
+    """How an ownership of a number ended."""
+
+    RECYCLE = "recycle"  # past its grace end: the number went to the resale pool
+    TRANSFER = "transfer"
+    REINSTATEMENT = "reinstatement"  # taken back for an earlier owner
+
+
+class PoolLeave(StrEnum):
+    """How a number left the resale pool."""
+
+    SOLD = "sold"
+    REINSTATED = "reinstated"  # given back to the owner the recycle took it from
+
+
+class ImportKind(StrEnum):
+    """What an import record is of."""
+
+    SUBSCRIBERS = "subscribers"
+    TOPUPS = "topups"
+    SEED = "seed"

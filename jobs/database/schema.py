@@ -12,7 +12,17 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-from jobs.vocabulary import CLAIMABLE_STATES, RunOutcome, WarningState, one_of
+from jobs.vocabulary import (
+    CLAIMABLE_STATES,
+    ImportKind,
+    Language,
+    OwnershipEnd,
+    OwnershipStart,
+    PoolLeave,
+    RunOutcome,
+    WarningState,
+    one_of,
+)
 
 __all__ = [
     "UtcDateTime",
@@ -111,7 +121,7 @@ imports = sa.Table(
     # The moment up to which the feed declares itself complete, if it says so.
     sa.Column("watermark", UtcDateTime),
     sa.Column("actor", ACTOR, nullable=False),
-    sa.CheckConstraint("kind IN ('subscribers', 'topups', 'seed')", name="kind"),
+    sa.CheckConstraint(one_of("kind", ImportKind), name="kind"),
 )
 
 numbers = sa.Table(
@@ -133,7 +143,7 @@ numbers = sa.Table(
         " OR (owner_id IS NOT NULL AND language IS NOT NULL AND validity_end IS NOT NULL)",
         name="owned_fields_together",
     ),
-    sa.CheckConstraint("language IN ('km', 'en')", name="language"),
+    sa.CheckConstraint(one_of("language", Language), name="language"),
 )
 # The nightly run reads only owned numbers whose validity end lies near the grace boundary.
 sa.Index(
@@ -175,18 +185,15 @@ ownerships = sa.Table(
     # Since when the subscriber file says the owner has held the number: where the records of
     # the reassigned check begin, when it is earlier than the ownership's own start.
     sa.Column("owner_since", sa.Date),
+    sa.CheckConstraint(one_of("start_cause", OwnershipStart), name="start_cause"),
     sa.CheckConstraint(
-        "start_cause IN ('import', 'seed', 'sale', 'transfer', 'reinstatement')",
-        name="start_cause",
-    ),
-    sa.CheckConstraint(
-        "start_cause <> 'transfer' OR (consent_current IS NOT NULL AND consent_new IS NOT NULL"
+        f"start_cause <> '{OwnershipStart.TRANSFER}'"
+        " OR (consent_current IS NOT NULL AND consent_new IS NOT NULL"
         " AND length(trim(consent_current)) > 0 AND length(trim(consent_new)) > 0)",
         name="transfer_has_both_consents",
     ),
     sa.CheckConstraint(
-        "end_cause IS NULL OR end_cause IN ('recycle', 'transfer', 'reinstatement')",
-        name="end_cause",
+        f"end_cause IS NULL OR {one_of('end_cause', OwnershipEnd)}", name="end_cause"
     ),
 )
 sa.Index(
@@ -286,7 +293,7 @@ resale_pool = sa.Table(
     sa.Column("left_cause", sa.String(16)),
     sa.Column("new_ownership_id", sa.Integer, sa.ForeignKey("ownerships.id")),
     sa.CheckConstraint(
-        "left_cause IS NULL OR left_cause IN ('sold', 'reinstated')", name="left_cause"
+        f"left_cause IS NULL OR {one_of('left_cause', PoolLeave)}", name="left_cause"
     ),
 )
 sa.Index(

@@ -29,6 +29,7 @@ from jobs.importing.staging import StagingTable, SubscriberRow, subscriber_stagi
 from jobs.phone import InvalidNumber
 from jobs.settings import Settings
 from jobs.transitions import end_cycles
+from jobs.vocabulary import Language, OwnershipStart
 
 __all__ = ["SUBSCRIBERS", "import_subscribers"]
 
@@ -38,7 +39,7 @@ SUBSCRIBERS = CsvFormat(
     ("msisdn", "owner_id", "language", "validity_end"),
     optional=("owner_since",),
 )
-LANGUAGES = ("km", "en")
+LANGUAGES = tuple(Language)
 _MAX_OWNER = 64
 
 
@@ -181,7 +182,7 @@ def _create(connection: Connection, table: sa.Table, context: ImportContext) -> 
         now=context.now,
         today=context.today,
         actor=context.actor,
-        cause="import",
+        cause=OwnershipStart.IMPORT,
     )
     record_events(
         connection,

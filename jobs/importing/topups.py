@@ -31,6 +31,7 @@ from jobs.importing.staging import StagingTable, TopupRow, topup_staging
 from jobs.phone import InvalidNumber
 from jobs.settings import Settings
 from jobs.transitions import analyse, end_cycles, work_table
+from jobs.vocabulary import OwnershipEnd, OwnershipStart, PoolLeave
 
 __all__ = ["TOPUPS", "import_topups"]
 
@@ -132,7 +133,7 @@ def _merge(
             ownerships.c.ended_at.is_(None),
             # Only a sale tells when the owner really got the number; an imported owner may
             # have had it for years before recycler heard of them.
-            ownerships.c.start_cause == "sale",
+            ownerships.c.start_cause == OwnershipStart.SALE,
             table.c.topped_up_at < ownerships.c.started_at,
         )
         .values(
@@ -266,7 +267,7 @@ def _reinstate_late_payers(
             )
             .distinct()
             .where(
-                ended(ownerships.c.end_cause) == "recycle",
+                ended(ownerships.c.end_cause) == OwnershipEnd.RECYCLE,
                 pool_topups.c.topped_up_at < ended(ownerships.c.ended_at),
                 # With this top-up's validity end the number was not past grace that night.
                 add_days(pool_topups.c.validity_end, grace) >= pool_topups.c.entered_on,
@@ -292,7 +293,7 @@ def _reinstate_late_payers(
                 late_payers.c.language,
                 sa.literal(context.now, ownerships.c.started_at.type),
                 sa.literal(context.today, sa.Date),
-                sa.literal("reinstatement"),
+                sa.literal(OwnershipStart.REINSTATEMENT),
                 sa.literal(context.actor),
                 sa.literal(_LATE_PAYER_REASON),
             ),
@@ -304,7 +305,7 @@ def _reinstate_late_payers(
         .values(
             left_at=context.now,
             left_on=context.today,
-            left_cause="reinstated",
+            left_cause=PoolLeave.REINSTATED,
             new_ownership_id=sa.select(ownerships.c.id)
             .where(ownerships.c.msisdn == resale_pool.c.msisdn, ownerships.c.ended_at.is_(None))
             .scalar_subquery(),

@@ -35,7 +35,7 @@ from jobs.nightly.records import (
 )
 from jobs.rules import Guard, Rules, feed_is_stale, mass_recycle_tripped
 from jobs.settings import Settings
-from jobs.vocabulary import RunOutcome
+from jobs.vocabulary import Language, RunOutcome
 from notifier.templates import TemplateBook
 
 __all__ = ["LONGEST_LOOK_AHEAD_DAYS", "RunOptions", "rules_of", "run_nightly"]
@@ -102,7 +102,7 @@ def run_nightly(
             f"refusing to run for {as_of.isoformat()}: it is before {EARLIEST_DATE.isoformat()}, "
             "earlier than any date recycler keeps"
         )
-    missing = {"km", "en"} - templates.languages
+    missing = set(Language) - templates.languages
     if missing:
         raise RecyclerError(f"no warning templates for languages {sorted(missing)}")
     try:

@@ -29,7 +29,7 @@ from jobs.nightly.frames import framed_text, text_frames
 from jobs.nightly.records import COMPLETED
 from jobs.rules import FINAL_NOTICE_STAGE, Rules
 from jobs.transitions import end_cycles
-from jobs.vocabulary import NOTICE_STATES
+from jobs.vocabulary import NOTICE_STATES, OwnershipEnd
 
 __all__ = ["BaseCounts", "RunScope", "count_base", "newest_feed", "queue_warnings", "recycle"]
 
@@ -326,7 +326,7 @@ def recycle(connection: Connection, scope: RunScope) -> int:
         .values(
             ended_at=scope.now,
             ended_on=scope.today,
-            end_cause="recycle",
+            end_cause=OwnershipEnd.RECYCLE,
             ended_by=scope.actor,
             run_id=scope.run_id,
             final_validity_end=numbers.c.validity_end,
@@ -353,7 +353,7 @@ def recycle(connection: Connection, scope: RunScope) -> int:
                 marked,
                 ownerships.c.msisdn == numbers.c.msisdn,
                 ownerships.c.run_id == scope.run_id,
-                ownerships.c.end_cause == "recycle",
+                ownerships.c.end_cause == OwnershipEnd.RECYCLE,
             ),
         )
     )

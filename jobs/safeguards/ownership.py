@@ -31,10 +31,11 @@ from jobs.errors import InputRefused, NumberNotFound
 from jobs.phone import number_from_user
 from jobs.settings import Settings
 from jobs.transitions import end_cycles
+from jobs.vocabulary import Language, OwnershipEnd, OwnershipStart, PoolLeave
 
 __all__ = ["Change", "Operator", "hold", "reinstate", "release", "sell", "transfer"]
 
-LANGUAGES = ("km", "en")
+LANGUAGES = tuple(Language)
 
 
 @dataclass(frozen=True)
@@ -273,11 +274,11 @@ def sell(
             number.msisdn,
             owner,
             language,
-            "sale",
+            OwnershipStart.SALE,
             started_by=operator.actor,
             reason=operator.reason,
         )
-        session.leave_pool(entry.id, "sold", ownership_id)
+        session.leave_pool(entry.id, PoolLeave.SOLD, ownership_id)
         session.new_cycle(
             number.msisdn,
             "sold",
@@ -340,12 +341,12 @@ def transfer(
             )
         current = session.open_ownership(number.msisdn)
         assert current is not None, "an owned number always has an open ownership"
-        session.end_ownership(current.id, "transfer", operator.actor, operator.reason)
+        session.end_ownership(current.id, OwnershipEnd.TRANSFER, operator.actor, operator.reason)
         session.start_ownership(
             number.msisdn,
             to_owner,
             language or number.language,
-            "transfer",
+            OwnershipStart.TRANSFER,
             started_by=operator.actor,
             reason=operator.reason,
             consent_current=consent_current.strip(),
@@ -390,7 +391,9 @@ def reinstate(
             ).one()
         else:
             previous, current = _taken_from(session, number, force)
-            session.end_ownership(current.id, "reinstatement", operator.actor, operator.reason)
+            session.end_ownership(
+                current.id, OwnershipEnd.REINSTATEMENT, operator.actor, operator.reason
+            )
         new_end = validity_end or previous.final_validity_end
         if validity_end is not None and validity_end < session.today:
             raise InputRefused(
@@ -401,12 +404,12 @@ def reinstate(
             number.msisdn,
             previous.owner_id,
             previous.language,
-            "reinstatement",
+            OwnershipStart.REINSTATEMENT,
             started_by=operator.actor,
             reason=operator.reason,
         )
         if entry is not None:
-            session.leave_pool(entry.id, "reinstated", ownership_id)
+            session.leave_pool(entry.id, PoolLeave.REINSTATED, ownership_id)
         session.new_cycle(
             number.msisdn,
             "reinstated",
@@ -440,12 +443,12 @@ def _taken_from(
         raise InputRefused(f"{number.msisdn} is neither in the pool nor owned")
     current = session.open_ownership(number.msisdn)
     assert current is not None
-    if current.start_cause not in ("sale", "transfer"):
+    if current.start_cause not in (OwnershipStart.SALE, OwnershipStart.TRANSFER):
         raise InputRefused(
             f"nothing to reinstate: {number.msisdn} has been with {number.owner_id} since "
             f"{current.started_on.isoformat()} ({current.start_cause})"
         )
-    taken_by = "sold" if current.start_cause == "sale" else "transferred"
+    taken_by = "sold" if current.start_cause == OwnershipStart.SALE else "transferred"
     if not force:
         raise InputRefused(
             f"{number.msisdn} was {taken_by} to {number.owner_id} on "
@@ -453,7 +456,11 @@ def _taken_from(
         )
     # Before a sale, the owner the preceding recycle took the number from; before a transfer,
     # the owner who gave it.
-    ended_by = "recycle" if current.start_cause == "sale" else "transfer"
+    ended_by = (
+        OwnershipEnd.RECYCLE
+        if current.start_cause == OwnershipStart.SALE
+        else OwnershipEnd.TRANSFER
+    )
     before = session.connection.execute(
         sa.select(ownerships)
         .where(
