@@ -40,7 +40,6 @@ from jobs.importing.common import add_owned_numbers, insert_topups
 from jobs.importing.loader import record_import
 from jobs.importing.staging import StagingTable, staging_table
 from jobs.nightly.frames import FrameRow, frame_row, framed_text, load_frames, text_frames
-from jobs.nightly.runner import rules_of
 from jobs.rules import Rules
 from jobs.settings import Settings
 from jobs.vocabulary import ImportKind, Language, OwnershipStart
@@ -225,7 +224,7 @@ def seed(
     now = clock.now()
     zone = settings.zone
     day = as_of or local_date(now, zone)
-    plan = _Plan(as_of=day, rules=rules_of(settings))
+    plan = _Plan(as_of=day, rules=settings.rules)
     with database.write(
         lock=BaseLock.EXCLUSIVE, statement_seconds=settings.run_statement_timeout_seconds
     ) as connection:

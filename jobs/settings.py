@@ -21,6 +21,8 @@ from apscheduler.triggers.cron import CronTrigger
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from jobs.rules import Rules
+
 __all__ = [
     "DEFAULT_DATABASE_FILE",
     "SendWindow",
@@ -344,6 +346,16 @@ class Settings(BaseSettings):
         default="auto", description="log lines: json, console, or auto (console on a terminal)"
     )
     log_full_numbers: bool = Field(default=False, description="log numbers unmasked")
+
+    @property
+    def rules(self) -> Rules:
+        """The lifecycle rules these settings describe (jobs.rules)."""
+        return Rules(
+            grace_days=self.grace_days,
+            warning_days=tuple(self.warning_days),
+            min_notice_days=self.min_notice_days,
+            quarantine_days=self.quarantine_days,
+        )
 
     @field_validator("timezone")
     @classmethod

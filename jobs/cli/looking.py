@@ -12,7 +12,6 @@ from rich.table import Table
 from jobs.cli.app import App, configure, emit_json, pass_app
 from jobs.errors import ExitCode
 from jobs.inspection import NumberView, StatusView, number_view, status_view
-from jobs.nightly import rules_of
 
 
 @click.command("status")
@@ -24,7 +23,7 @@ def status_command(app: App, as_json: bool) -> None:
     Exits 0 when healthy, 1 when the last run failed or no run succeeded recently.
     """
     configure(app)
-    view = status_view(app.database(), app.settings, app.clock, rules_of(app.settings))
+    view = status_view(app.database(), app.settings, app.clock, app.settings.rules)
     if as_json:
         emit_json(view.to_json())
     else:
@@ -76,7 +75,7 @@ def _print_status(app: App, view: StatusView) -> None:
 def number_command(app: App, msisdn: str, as_json: bool) -> None:
     """One number's state, owner, validity, warnings, pool entry and history."""
     configure(app)
-    view = number_view(app.database(), app.settings, app.clock, rules_of(app.settings), msisdn)
+    view = number_view(app.database(), app.settings, app.clock, app.settings.rules, msisdn)
     if as_json:
         emit_json(view.to_json())
     else:

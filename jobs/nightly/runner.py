@@ -33,12 +33,12 @@ from jobs.nightly.records import (
     record_outcome,
     start_run,
 )
-from jobs.rules import Guard, Rules, feed_is_stale, mass_recycle_tripped
+from jobs.rules import Guard, feed_is_stale, mass_recycle_tripped
 from jobs.settings import Settings
 from jobs.vocabulary import Language, RunOutcome
 from notifier.templates import TemplateBook
 
-__all__ = ["LONGEST_LOOK_AHEAD_DAYS", "RunOptions", "rules_of", "run_nightly"]
+__all__ = ["LONGEST_LOOK_AHEAD_DAYS", "RunOptions", "run_nightly"]
 
 # How far ahead a dry run may look: a year and a day covers every question about the calendar.
 LONGEST_LOOK_AHEAD_DAYS = 366
@@ -60,16 +60,6 @@ class RunOptions:
     stop: threading.Event | None = None
     # For the daemon: skip (AlreadyRan) when a run for the date has already completed.
     once_per_date: bool = False
-
-
-def rules_of(settings: Settings) -> Rules:
-    """The lifecycle rules the settings describe."""
-    return Rules(
-        grace_days=settings.grace_days,
-        warning_days=tuple(settings.warning_days),
-        min_notice_days=settings.min_notice_days,
-        quarantine_days=settings.quarantine_days,
-    )
 
 
 def run_nightly(
@@ -153,7 +143,7 @@ def _locked_run(
             run_id=run_id,
             as_of=as_of,
             now=started_at,
-            rules=rules_of(settings),
+            rules=settings.rules,
             region=settings.default_region,
             today=today,
         )

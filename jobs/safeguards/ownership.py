@@ -71,7 +71,7 @@ class Change:
         }
 
 
-class _Session:
+class _NumberChange:
     """One safeguard operation on one number, inside one transaction."""
 
     def __init__(self, connection: Connection, settings: Settings, clock: Clock) -> None:
@@ -170,10 +170,10 @@ class _Session:
 
 
 @contextmanager
-def _operate(database: Database, settings: Settings, clock: Clock) -> Iterator[_Session]:
+def _operate(database: Database, settings: Settings, clock: Clock) -> Iterator[_NumberChange]:
     """A write transaction and a session on it."""
     with database.write(lock=BaseLock.EXCLUSIVE) as connection:
-        yield _Session(connection, settings, clock)
+        yield _NumberChange(connection, settings, clock)
 
 
 @retried
@@ -435,7 +435,7 @@ def reinstate(
 
 
 def _taken_from(
-    session: _Session, number: sa.Row[Any], force: bool
+    session: _NumberChange, number: sa.Row[Any], force: bool
 ) -> tuple[sa.Row[Any], sa.Row[Any]]:
     """For an owned number: the ownership its current owner's sale or transfer ended, and the
     current one."""

@@ -196,7 +196,7 @@ class Dispatcher:
         try:
             with sqlite_sender_lock(self.database):
                 while True:
-                    total.add(await _Session(self, once, limit, stopping).run())
+                    total.add(await _Drain(self, once, limit, stopping).run())
                     if once or stopping.is_set():
                         return total
                     await _wait(stopping, self.poll_seconds)
@@ -213,7 +213,7 @@ async def _wait(event: asyncio.Event, seconds: float | None) -> None:
         await asyncio.wait_for(event.wait(), seconds)
 
 
-class _Session:
+class _Drain:
     """One drain: a claimer, the workers, and a recorder, sharing a queue of claimed warnings."""
 
     def __init__(

@@ -278,8 +278,9 @@ class TestPlansStayLinear:
 
 
 class TestTriggerPlans:
-    """The owner guard's statement-level triggers join their transition tables linearly, even
-    after statements that changed nothing (a plan cached then would join row by row)."""
+    """The owner-change trigger's statement-level functions join their transition tables
+    linearly, even after statements that changed nothing (a plan cached then would join row by
+    row)."""
 
     def test_changed_owners_after_empty_updates(self, operator_world: World) -> None:
         """Six updates of no row, then one of 3,000: the trigger's own query is planned for

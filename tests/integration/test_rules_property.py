@@ -8,7 +8,6 @@ from datetime import date, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jobs.nightly import rules_of
 from jobs.rules import Action, NumberFacts, WarningFacts, decide
 from tests.support.world import World
 
@@ -63,7 +62,7 @@ def test_pure_rules_match_sql(world: World, scenario: tuple[list[int], int, list
     stages, min_notice, numbers = scenario
     world.reset()
     chosen = world.with_settings(warning_days=stages, min_notice_days=min_notice)
-    rules = rules_of(chosen.settings)
+    rules = chosen.settings.rules
     expected = {}
     for spec in numbers:
         validity_end = D - timedelta(days=spec.distance + rules.grace_days)

@@ -11,7 +11,6 @@ import sqlalchemy as sa
 from jobs.database.schema import audit_events, ownerships
 from jobs.errors import InputRefused, NumberNotFound
 from jobs.inspection import number_view
-from jobs.nightly import rules_of
 from jobs.safeguards.ownership import Operator, hold, reinstate, release, sell, transfer
 from jobs.safeguards.pool import pool_entries
 from tests.support.world import World, as_of_noon
@@ -198,7 +197,7 @@ class TestTransfer:
             ).one()
         assert tuple(consents) == ("SIGNED-ALICE-1", "SIGNED-BOB-1")
         story = number_view(
-            world.database, world.settings, world.clock, rules_of(world.settings), msisdn
+            world.database, world.settings, world.clock, world.settings.rules, msisdn
         )
         assert story.ownerships[-1]["consent_current"] == "SIGNED-ALICE-1"
         assert story.ownerships[-1]["consent_new"] == "SIGNED-BOB-1"

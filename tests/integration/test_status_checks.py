@@ -13,7 +13,6 @@ import sqlalchemy as sa
 from jobs.database.locks import run_lock
 from jobs.database.schema import runs, warnings
 from jobs.inspection import status_view
-from jobs.nightly import rules_of
 from tests.support.world import World
 
 D = date(2026, 11, 25)
@@ -25,7 +24,7 @@ def local(world: World, hour: int, minute: int = 0, day: date = D) -> datetime:
 
 
 def checks(world: World) -> dict[str, str | None]:
-    view = status_view(world.database, world.settings, world.clock, rules_of(world.settings))
+    view = status_view(world.database, world.settings, world.clock, world.settings.rules)
     return view.checks
 
 
