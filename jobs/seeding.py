@@ -42,7 +42,7 @@ from jobs.importing.staging import StagingTable, staging_table
 from jobs.nightly.frames import FrameRow, frame_row, framed_text, load_frames, text_frames
 from jobs.rules import Rules
 from jobs.settings import Settings
-from jobs.vocabulary import ImportKind, Language, OwnershipStart
+from jobs.vocabulary import AuditEvent, ImportKind, Language, OwnershipStart
 from notifier.templates import TemplateBook, TemplateKind
 
 __all__ = ["MOBILE_PREFIXES", "SeedSummary", "number_at", "seed"]
@@ -280,7 +280,7 @@ def _merge(
     connection.execute(
         audit_events.insert().values(
             occurred_at=now,
-            event_type="base.seeded",
+            event_type=AuditEvent.BASE_SEEDED,
             actor="seed",
             reason=f"synthetic base for {plan.as_of.isoformat()} written by `recycler seed`",
         )

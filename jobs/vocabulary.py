@@ -14,6 +14,7 @@ __all__ = [
     "CLAIMABLE_STATES",
     "NOTICE_STATES",
     "OPEN_STATES",
+    "AuditEvent",
     "ImportKind",
     "Language",
     "OwnershipEnd",
@@ -116,3 +117,30 @@ class ImportKind(StrEnum):
     SUBSCRIBERS = "subscribers"
     TOPUPS = "topups"
     SEED = "seed"
+
+
+class AuditEvent(StrEnum):
+    """The types of the audit events, the story of each number (append-only)."""
+
+    BASE_SEEDED = "base.seeded"  # the demo base was written
+    HOLD_PLACED = "hold.placed"  # care put the number on hold
+    HOLD_RELEASED = "hold.released"
+    NUMBER_RECYCLED = "number.recycled"  # the nightly run moved it to the resale pool
+    OWNERSHIP_REINSTATED = (
+        "ownership.reinstated"  # given back to an earlier owner (by care, or by a late top-up)
+    )
+    OWNERSHIP_SOLD = "ownership.sold"  # sold from the pool
+    OWNERSHIP_STARTED = "ownership.started"  # an imported owner
+    OWNERSHIP_TRANSFERRED = "ownership.transferred"
+    RECYCLE_DEFERRED = "recycle.deferred"  # past grace, kept for want of notice
+    TOPUP_APPLIED = "topup.applied"
+    TOPUP_NOT_LATER = "topup.not_later"  # a top-up that did not move the validity end
+    VALIDITY_EXTENDED = "validity.extended"  # a subscriber file moved the validity end later
+    WARNING_BLOCKED = "warning.blocked"
+    WARNING_CANCELLED = "warning.cancelled"
+    WARNING_FAILED = "warning.failed"
+    WARNING_QUEUED = "warning.queued"
+    WARNING_SENT = "warning.sent"
+    WARNING_RECLASSIFIED = (
+        "warning.reclassified"  # migration 0003: an operator-side failure is no notice
+    )

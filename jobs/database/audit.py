@@ -16,6 +16,7 @@ from sqlalchemy.sql import FromClause
 from sqlalchemy.sql.elements import ColumnElement
 
 from jobs.database.schema import audit_events
+from jobs.vocabulary import AuditEvent
 
 __all__ = ["record_events"]
 
@@ -27,7 +28,7 @@ def record_events(
     *,
     now: datetime,
     actor: str,
-    event_type: str,
+    event_type: AuditEvent | ColumnElement[Any],
     msisdn: ColumnElement[Any],
     reason: str | ColumnElement[Any] | None = None,
     **columns: Any,

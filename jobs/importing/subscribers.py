@@ -29,7 +29,7 @@ from jobs.importing.staging import StagingTable, SubscriberRow, subscriber_stagi
 from jobs.phone import InvalidNumber
 from jobs.settings import Settings
 from jobs.transitions import end_cycles
-from jobs.vocabulary import Language, OwnershipStart
+from jobs.vocabulary import AuditEvent, Language, OwnershipStart
 
 __all__ = ["SUBSCRIBERS", "import_subscribers"]
 
@@ -190,7 +190,7 @@ def _create(connection: Connection, table: sa.Table, context: ImportContext) -> 
         created,
         now=context.now,
         actor=context.actor,
-        event_type="ownership.started",
+        event_type=AuditEvent.OWNERSHIP_STARTED,
         msisdn=table.c.msisdn,
         owner_id=table.c.owner_id,
         validity_end_after=table.c.validity_end,
@@ -206,7 +206,7 @@ def _extend(connection: Connection, table: sa.Table, context: ImportContext) -> 
         table.c.outcome == "extended",
         now=context.now,
         actor=context.actor,
-        event_type="validity.extended",
+        event_type=AuditEvent.VALIDITY_EXTENDED,
         msisdn=table.c.msisdn,
         owner_id=numbers.c.owner_id,
         cycle=numbers.c.cycle,

@@ -31,7 +31,7 @@ from jobs.importing.staging import StagingTable, TopupRow, topup_staging
 from jobs.phone import InvalidNumber
 from jobs.settings import Settings
 from jobs.transitions import analyse, end_cycles, work_table
-from jobs.vocabulary import OwnershipEnd, OwnershipStart, PoolLeave
+from jobs.vocabulary import AuditEvent, OwnershipEnd, OwnershipStart, PoolLeave
 
 __all__ = ["TOPUPS", "import_topups"]
 
@@ -164,7 +164,7 @@ def _merge(
         sa.and_(mine, topups.c.moved_validity.is_(sa.false())),
         now=context.now,
         actor=context.actor,
-        event_type="topup.not_later",
+        event_type=AuditEvent.TOPUP_NOT_LATER,
         msisdn=table.c.msisdn,
         reason=sa.literal("top-up ")
         + table.c.topup_id
@@ -329,7 +329,7 @@ def _reinstate_late_payers(
         late_payers.c.msisdn.in_(returned),
         now=context.now,
         actor=context.actor,
-        event_type="ownership.reinstated",
+        event_type=AuditEvent.OWNERSHIP_REINSTATED,
         msisdn=late_payers.c.msisdn,
         reason=sa.literal(_LATE_PAYER_REASON + " (recycled on ")
         + sa.cast(late_payers.c.recycled_on, sa.String)
@@ -368,7 +368,7 @@ def _move_validity(
         moves,
         now=context.now,
         actor=context.actor,
-        event_type="topup.applied",
+        event_type=AuditEvent.TOPUP_APPLIED,
         msisdn=numbers.c.msisdn,
         reason="a top-up moved the validity end forward",
         owner_id=numbers.c.owner_id,

@@ -29,7 +29,7 @@ from jobs.nightly.frames import framed_text, text_frames
 from jobs.nightly.records import COMPLETED
 from jobs.rules import FINAL_NOTICE_STAGE, Rules
 from jobs.transitions import end_cycles
-from jobs.vocabulary import NOTICE_STATES, OwnershipEnd
+from jobs.vocabulary import NOTICE_STATES, AuditEvent, OwnershipEnd
 
 __all__ = ["BaseCounts", "RunScope", "count_base", "newest_feed", "queue_warnings", "recycle"]
 
@@ -254,7 +254,7 @@ def audit_queued_warnings(connection: Connection, scope: RunScope) -> None:
         warnings.c.queued_by_run_id == scope.run_id,
         now=scope.now,
         actor=scope.actor,
-        event_type="warning.queued",
+        event_type=AuditEvent.WARNING_QUEUED,
         msisdn=warnings.c.msisdn,
         run_id=scope.run_id,
         owner_id=warnings.c.owner_id,
@@ -363,7 +363,7 @@ def recycle(connection: Connection, scope: RunScope) -> int:
         marked,
         now=scope.now,
         actor=scope.actor,
-        event_type="number.recycled",
+        event_type=AuditEvent.NUMBER_RECYCLED,
         msisdn=numbers.c.msisdn,
         reason=(
             f"grace ended before {scope.as_of.isoformat()}, and a warning of this cycle was "
@@ -404,7 +404,7 @@ def audit_deferrals(connection: Connection, scope: RunScope) -> None:
         sa.exists()
         .where(
             audit_events.c.msisdn == numbers.c.msisdn,
-            audit_events.c.event_type == "recycle.deferred",
+            audit_events.c.event_type == AuditEvent.RECYCLE_DEFERRED,
             audit_events.c.cycle == numbers.c.cycle,
         )
         .correlate(numbers)
@@ -431,7 +431,7 @@ def audit_deferrals(connection: Connection, scope: RunScope) -> None:
         sa.true(),
         now=scope.now,
         actor=scope.actor,
-        event_type="recycle.deferred",
+        event_type=AuditEvent.RECYCLE_DEFERRED,
         msisdn=run_deferrals.c.msisdn,
         reason=reason,
         run_id=scope.run_id,

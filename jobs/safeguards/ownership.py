@@ -31,7 +31,7 @@ from jobs.errors import InputRefused, NumberNotFound
 from jobs.phone import number_from_user
 from jobs.settings import Settings
 from jobs.transitions import end_cycles
-from jobs.vocabulary import Language, OwnershipEnd, OwnershipStart, PoolLeave
+from jobs.vocabulary import AuditEvent, Language, OwnershipEnd, OwnershipStart, PoolLeave
 
 __all__ = ["Change", "Operator", "hold", "reinstate", "release", "sell", "transfer"]
 
@@ -156,7 +156,7 @@ class _NumberChange:
             self.connection, numbers.c.msisdn == msisdn, reason=reason, now=self.now, changes=values
         )
 
-    def audit(self, msisdn: str, event_type: str, operator: Operator, **fields: Any) -> None:
+    def audit(self, msisdn: str, event_type: AuditEvent, operator: Operator, **fields: Any) -> None:
         self.connection.execute(
             audit_events.insert().values(
                 occurred_at=self.now,
@@ -204,7 +204,7 @@ def hold(
             )
         )
         session.new_cycle(number.msisdn, "held", on_hold=True)
-        session.audit(number.msisdn, "hold.placed", operator, owner_id=number.owner_id)
+        session.audit(number.msisdn, AuditEvent.HOLD_PLACED, operator, owner_id=number.owner_id)
     return Change(number.msisdn, "hold", f"{number.msisdn} is on hold", number.owner_id)
 
 
@@ -227,7 +227,7 @@ def release(
             )
         )
         session.new_cycle(number.msisdn, "released", on_hold=False)
-        session.audit(number.msisdn, "hold.released", operator, owner_id=number.owner_id)
+        session.audit(number.msisdn, AuditEvent.HOLD_RELEASED, operator, owner_id=number.owner_id)
     return Change(
         number.msisdn, "release", f"{number.msisdn} is no longer on hold", number.owner_id
     )
@@ -289,7 +289,7 @@ def sell(
         )
         session.audit(
             number.msisdn,
-            "ownership.sold",
+            AuditEvent.OWNERSHIP_SOLD,
             operator,
             owner_id=owner,
             validity_end_after=validity_end,
@@ -357,7 +357,7 @@ def transfer(
         )
         session.audit(
             number.msisdn,
-            "ownership.transferred",
+            AuditEvent.OWNERSHIP_TRANSFERRED,
             operator,
             owner_id=to_owner,
             details={
@@ -420,7 +420,7 @@ def reinstate(
         )
         session.audit(
             number.msisdn,
-            "ownership.reinstated",
+            AuditEvent.OWNERSHIP_REINSTATED,
             operator,
             owner_id=previous.owner_id,
             validity_end_after=new_end,

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 
 from jobs.database.audit import record_events
 from jobs.database.schema import numbers, warnings
-from jobs.vocabulary import CLAIMABLE_STATES, WarningState
+from jobs.vocabulary import CLAIMABLE_STATES, AuditEvent, WarningState
 
 __all__ = [
     "Claimed",
@@ -179,7 +179,7 @@ def cancel_superseded(connection: Connection, *, token: str, now: datetime, acto
             superseded,
             now=now,
             actor=actor,
-            event_type="warning.cancelled",
+            event_type=AuditEvent.WARNING_CANCELLED,
             msisdn=warnings.c.msisdn,
             reason="its cycle ended before it was sent (top-up, recycle or hold)",
             owner_id=warnings.c.owner_id,
@@ -260,9 +260,9 @@ _OUTCOME_VALUES: dict[WarningState, Callable[[datetime, date], dict[str, Any]]] 
 }
 # The outcomes that are audited one by one (a retry is not: the warning is still on its way).
 _OUTCOME_EVENTS = {
-    WarningState.SENT: "warning.sent",
-    WarningState.FAILED: "warning.failed",
-    WarningState.BLOCKED: "warning.blocked",
+    WarningState.SENT: AuditEvent.WARNING_SENT,
+    WarningState.FAILED: AuditEvent.WARNING_FAILED,
+    WarningState.BLOCKED: AuditEvent.WARNING_BLOCKED,
 }
 
 
@@ -297,7 +297,7 @@ def _audit_outcome(
     connection: Connection,
     deliveries: Sequence[Delivery],
     state: WarningState,
-    event_type: str,
+    event_type: AuditEvent,
     now: datetime,
     actor: str,
 ) -> int:
