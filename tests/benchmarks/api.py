@@ -9,7 +9,7 @@ process, each request a different number of the base and a date among the last t
 reports the rate and the latency percentiles, measured by wrk at the client.
 
     python tests/benchmarks/api.py --server postgresql+psycopg://postgres@127.0.0.1/test \
-        --numbers 1000000 --seconds 30 --connections 32
+        --numbers 1000000 --seconds 30 --connections 8 16 32
 
 The per-client rate limit is off for the run (one client would otherwise be held to 50 a
 second). The server, wrk and PostgreSQL share this machine's cores.
@@ -123,7 +123,7 @@ def peak_mb(pid: int) -> float:
     return 0.0
 
 
-def bench(url: str, numbers: int, seconds: int, connections: int, folder: Path) -> None:
+def bench(url: str, numbers: int, seconds: int, connections: list[int], folder: Path) -> None:
     today = datetime.now(ZONE).date()
     started = time.perf_counter()
     recycler(url, "db", "upgrade")
@@ -167,26 +167,31 @@ def bench(url: str, numbers: int, seconds: int, connections: int, folder: Path) 
                 handle.write("\n")
         script = folder / "check.lua"
         script.write_text(LUA % {"bodies": bodies, "token": bearer})
-        # A short warm-up (connections, plans, caches), then the measured run.
-        _wrk(base_url, script, 5, connections)
-        output = _wrk(base_url, script, seconds, connections)
-        outcomes = _outcomes(url)
-        server_mb = peak_mb(server.pid)
+        # A short warm-up (connections, plans, caches), then one measured run per number of
+        # connections wrk holds open (the checks in flight at once).
+        _wrk(base_url, script, 5, max(connections))
+        for open_connections in connections:
+            output = _wrk(base_url, script, seconds, open_connections)
+            _report(open_connections, output)
+        print(f"  {'answers recorded':<28}{_outcomes(url)}")
+        print(f"  {'server peak MB':<28}{peak_mb(server.pid):>12.1f}")
     finally:
         server.terminate()
         server.communicate(timeout=30)
+
+
+def _report(connections: int, output: str) -> None:
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
     latencies = dict(re.findall(r"([\w.]+)=(\d+)", output.split("latency_us", 1)[1]))
     failed = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     errors_seen = re.search(r"Socket errors: (.*)", output)
-    print(f"  {'checks/s':<28}{rate:>12,.0f}")
+    print(f"  wrk with {connections} connections")
+    print(f"  {'  checks/s':<28}{rate:>12,.0f}")
     for name in ("50", "90", "99", "99.9", "max"):
-        label = f"p{name}" if name != "max" else "max"
+        label = f"  p{name}" if name != "max" else "  max"
         print(f"  {label + ' latency (ms)':<28}{int(latencies[name]) / 1000:>12.1f}")
-    print(f"  {'non-2xx answers (wrk)':<28}{int(failed.group(1)) if failed else 0:>12,}")
-    print(f"  {'socket errors (wrk)':<28}{errors_seen.group(1) if errors_seen else 'none':>12}")
-    print(f"  {'answers recorded':<28}{outcomes}")
-    print(f"  {'server peak MB':<28}{server_mb:>12.1f}")
+    print(f"  {'  non-2xx answers':<28}{int(failed.group(1)) if failed else 0:>12,}")
+    print(f"  {'  socket errors':<28}{errors_seen.group(1) if errors_seen else 'none':>12}")
 
 
 def _empty_feed(folder: Path) -> Path:
@@ -230,7 +235,7 @@ def main() -> None:
     parser.add_argument("--server", required=True, help="PostgreSQL server URL")
     parser.add_argument("--numbers", type=int, default=1_000_000)
     parser.add_argument("--seconds", type=int, default=30)
-    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--connections", type=int, nargs="+", default=[8, 16, 32])
     arguments = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
@@ -242,7 +247,7 @@ def main() -> None:
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores")
     print(
         f"\nPostgreSQL, {arguments.numbers:,} numbers, one `recycler api` process, "
-        f"wrk {arguments.connections} connections for {arguments.seconds} s"
+        f"wrk for {arguments.seconds} s per run"
     )
     try:
         with tempfile.TemporaryDirectory() as folder:
