@@ -92,7 +92,7 @@ def run_seconds(database: Database) -> float:
         row = connection.execute(
             sa.select(runs.c.started_at, runs.c.finished_at).order_by(runs.c.id.desc()).limit(1)
         ).one()
-    return (row.finished_at - row.started_at).total_seconds()
+    return float((row.finished_at - row.started_at).total_seconds())
 
 
 def pretend_sent_and_fresh(database: Database, day: date) -> None:

@@ -151,3 +151,38 @@ class TestWhatTheyRun:
         match = re.search(r"^ExecStart=\S*/recycler (.+)$", path.read_text(), re.MULTILINE)
         assert match is not None
         assert _is_command(match.group(1).replace("%i", "2026-11-26").split())
+
+
+class TestContainerfile:
+    """The image the manifests name is built by deploy/Containerfile. No container registry is
+    reachable from this machine (the base image cannot be pulled), so CI lints the file with
+    hadolint instead of building it, and holds its version to the package's and the
+    manifests'."""
+
+    def test_hadolint_finds_nothing(self) -> None:
+        hadolint = Path(sys.executable).parent / "hadolint"
+        result = subprocess.run(
+            [str(hadolint), "--no-color", str(DEPLOY / "Containerfile")],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert (result.returncode, result.stdout) == (0, "")
+
+    def test_one_version_everywhere(self) -> None:
+        version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+        containerfile = (DEPLOY / "Containerfile").read_text()
+        assert re.findall(r"^ARG RECYCLER_VERSION=(\S+)$", containerfile, re.MULTILINE) == [version]
+        images = {
+            match
+            for path in (DEPLOY / "kubernetes").glob("*.yaml")
+            for match in re.findall(r"image: \S+/recycler:(\S+)", path.read_text())
+        }
+        assert images == {version}
+
+    def test_runs_unprivileged_with_a_healthcheck(self) -> None:
+        lines = (DEPLOY / "Containerfile").read_text().splitlines()
+        final_stage = lines[max(i for i, line in enumerate(lines) if line.startswith("FROM")) :]
+        assert any(line.startswith("USER 10001") for line in final_stage)
+        assert any(line.startswith("HEALTHCHECK") and "status" in line for line in final_stage)
+        assert 'ENTRYPOINT ["recycler"]' in final_stage
