@@ -95,7 +95,7 @@ def status_view(
     """Gather the status in one read transaction."""
     now = clock.now()
     today = local_date(now, settings.zone)
-    grace_cutoff = today - timedelta(days=rules.grace_days)
+    grace_cutoff = rules.grace_cutoff(today)
     with database.read() as connection:
         recent = [
             _row_dict(row)
@@ -446,7 +446,7 @@ def number_view(
             )
         ]
     validity_end: date | None = row.validity_end
-    grace_end = validity_end + timedelta(days=rules.grace_days) if validity_end else None
+    grace_end = rules.grace_end(validity_end) if validity_end else None
     if row.owner_id is None:
         current_pool = [entry for entry in pool_list if entry["left_on"] is None]
         available = current_pool and date.fromisoformat(current_pool[0]["available_from"]) <= today

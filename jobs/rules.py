@@ -51,6 +51,30 @@ class Rules:
         """The stage furthest from grace end."""
         return max(self.warning_days)
 
+    # The date arithmetic of the lifecycle, written once (docs/rules.md, "Terms and dates"):
+    # the run's scope, its texts, inspection, the seed and the safeguards all use these.
+
+    def grace_end(self, validity_end: date) -> date:
+        """E = V + grace_days: the last day the subscriber still owns the number."""
+        return validity_end + timedelta(days=self.grace_days)
+
+    def grace_cutoff(self, as_of: date) -> date:
+        """Numbers whose validity end lies before this date are past grace end on D."""
+        return as_of - timedelta(days=self.grace_days)
+
+    def notice_cutoff(self, as_of: date) -> date:
+        """A warning final on or before this date gave the minimum notice for D."""
+        return as_of - timedelta(days=self.min_notice_days)
+
+    def available_from(self, recycled_on: date) -> date:
+        """When a number recycled on that date may be sold."""
+        return recycled_on + timedelta(days=self.quarantine_days)
+
+    def resale_from(self, as_of: date) -> date:
+        """The earliest a final notice queued on D can announce for the resale: the minimum
+        notice from D, then the quarantine."""
+        return self.available_from(as_of + timedelta(days=self.min_notice_days))
+
 
 class Phase(StrEnum):
     """Where an owned number stands on a date."""
@@ -68,8 +92,8 @@ class Guard(StrEnum):
 
 
 def grace_end(validity_end: date, rules: Rules) -> date:
-    """E = V + grace_days: the last day the subscriber still owns the number."""
-    return validity_end + timedelta(days=rules.grace_days)
+    """E = V + grace_days (``Rules.grace_end``)."""
+    return rules.grace_end(validity_end)
 
 
 def days_left(validity_end: date, as_of: date, rules: Rules) -> int:
@@ -145,7 +169,7 @@ class Decision:
 
 
 def _notice_given(warnings: Iterable[WarningFacts], as_of: date, rules: Rules) -> bool:
-    latest_allowed = as_of - timedelta(days=rules.min_notice_days)
+    latest_allowed = rules.notice_cutoff(as_of)
     return any(
         warning.state in NOTICE_STATES
         and warning.final_on is not None

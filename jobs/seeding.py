@@ -200,7 +200,7 @@ def _history_frames(plan: _Plan, templates: TemplateBook) -> list[FrameRow]:
     for language in sorted(templates.languages):
         for offset in range(-rules.grace_days - 6, -rules.grace_days + rules.earliest_stage):
             validity_end = plan.as_of + timedelta(days=offset)
-            grace_end = validity_end + timedelta(days=rules.grace_days)
+            grace_end = rules.grace_end(validity_end)
             frame = templates.frame(language, TemplateKind.WARNING, grace_end=grace_end)
             days_left = (grace_end - plan.as_of).days
             for stage in rules.warning_days:

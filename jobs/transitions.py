@@ -18,17 +18,19 @@ test_query_plans.py pins this).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
+from jobs.database.functions import add_days
 from jobs.database.schema import numbers, warnings
+from jobs.rules import Rules
 from jobs.vocabulary import OPEN_STATES, WarningState
 
-__all__ = ["analyse", "end_cycles", "work_table"]
+__all__ = ["analyse", "end_cycles", "grace_end_of", "work_table"]
 
 _work_metadata = sa.MetaData()
 ending_cycles = sa.Table(
@@ -92,3 +94,8 @@ def end_cycles(
         .values(cycle=numbers.c.cycle + 1, updated_at=now, **(changes or {}))
     )
     return ended.rowcount
+
+
+def grace_end_of(validity_end: ColumnElement[date], rules: Rules) -> ColumnElement[date]:
+    """``Rules.grace_end`` in SQL: E = V + grace_days, for a column of validity ends."""
+    return add_days(validity_end, rules.grace_days)

@@ -21,7 +21,6 @@ from sqlalchemy.sql.elements import ColumnElement
 from jobs.clock import Clock, local_date, out_of_range, parse_date, parse_moment
 from jobs.database.audit import record_events
 from jobs.database.engine import Database, retried
-from jobs.database.functions import add_days
 from jobs.database.schema import UtcDateTime, numbers, ownerships, resale_pool, topups
 from jobs.fast_numbers import NumberReader
 from jobs.importing import common
@@ -30,7 +29,7 @@ from jobs.importing.reader import CsvFormat, RawRow
 from jobs.importing.staging import StagingTable, TopupRow, topup_staging
 from jobs.phone import InvalidNumber
 from jobs.settings import Settings
-from jobs.transitions import analyse, end_cycles, work_table
+from jobs.transitions import analyse, end_cycles, grace_end_of, work_table
 from jobs.vocabulary import AuditEvent, OwnershipEnd, OwnershipStart, PoolLeave
 
 __all__ = ["TOPUPS", "import_topups"]
@@ -243,7 +242,6 @@ def _reinstate_late_payers(
         )
     )
     analyse(connection, pool_topups)
-    grace = context.settings.grace_days
 
     def ended(column: sa.Column[Any]) -> ColumnElement[Any]:
         # A lookup by primary key for each candidate: the planner cannot turn it around.
@@ -270,7 +268,8 @@ def _reinstate_late_payers(
                 ended(ownerships.c.end_cause) == OwnershipEnd.RECYCLE,
                 pool_topups.c.topped_up_at < ended(ownerships.c.ended_at),
                 # With this top-up's validity end the number was not past grace that night.
-                add_days(pool_topups.c.validity_end, grace) >= pool_topups.c.entered_on,
+                grace_end_of(pool_topups.c.validity_end, context.settings.rules)
+                >= pool_topups.c.entered_on,
             ),
         )
     )

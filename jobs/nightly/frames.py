@@ -71,15 +71,15 @@ def build_frames(as_of: date, rules: Rules, templates: TemplateBook) -> list[Fra
     """Every text the run for date D can queue: per language, one per validity end whose due
     stage is reached on D, and one final notice."""
     frames: list[FrameRow] = []
-    grace_cutoff = as_of - timedelta(days=rules.grace_days)
-    resale_from = as_of + timedelta(days=rules.min_notice_days + rules.quarantine_days)
+    grace_cutoff = rules.grace_cutoff(as_of)
+    resale_from = rules.resale_from(as_of)
     for language in sorted(templates.languages):
         for offset in range(rules.earliest_stage + 1):
             validity_end = grace_cutoff + timedelta(days=offset)
             stage = due_stage(offset, rules.warning_days)
             if stage is None:
                 continue
-            grace_end = validity_end + timedelta(days=rules.grace_days)
+            grace_end = rules.grace_end(validity_end)
             frame = templates.frame(language, TemplateKind.WARNING, grace_end=grace_end)
             frames.append(frame_row(language, validity_end, stage, grace_end, frame))
         final = templates.frame(language, TemplateKind.FINAL_NOTICE, resale_from=resale_from)

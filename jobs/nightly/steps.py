@@ -14,7 +14,6 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from jobs.database.audit import record_events
-from jobs.database.functions import add_days
 from jobs.database.schema import (
     audit_events,
     imports,
@@ -28,7 +27,7 @@ from jobs.database.schema import (
 from jobs.nightly.frames import framed_text, text_frames
 from jobs.nightly.records import COMPLETED
 from jobs.rules import FINAL_NOTICE_STAGE, Rules
-from jobs.transitions import end_cycles
+from jobs.transitions import end_cycles, grace_end_of
 from jobs.vocabulary import NOTICE_STATES, AuditEvent, OwnershipEnd
 
 __all__ = ["BaseCounts", "RunScope", "count_base", "newest_feed", "queue_warnings", "recycle"]
@@ -53,17 +52,17 @@ class RunScope:
     @property
     def grace_cutoff(self) -> date:
         """Numbers whose validity end lies before this date are past grace end on D."""
-        return self.as_of - timedelta(days=self.rules.grace_days)
+        return self.rules.grace_cutoff(self.as_of)
 
     @property
     def notice_cutoff(self) -> date:
         """A warning final on or before this date gave the minimum notice for D."""
-        return self.as_of - timedelta(days=self.rules.min_notice_days)
+        return self.rules.notice_cutoff(self.as_of)
 
     @property
     def available_from(self) -> date:
         """When a number recycled on D may be sold."""
-        return self.as_of + timedelta(days=self.rules.quarantine_days)
+        return self.rules.available_from(self.as_of)
 
 
 _owned = numbers.c.owner_id.is_not(None)
@@ -230,7 +229,7 @@ def queue_final_notices(connection: Connection, scope: RunScope) -> None:
         _warning_values(
             scope,
             text_frames.c.stage,
-            add_days(numbers.c.validity_end, scope.rules.grace_days),
+            grace_end_of(numbers.c.validity_end, scope.rules),
         )
         .select_from(
             numbers.join(

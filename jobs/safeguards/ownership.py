@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
@@ -333,7 +333,7 @@ def transfer(
             )
         if number.owner_id == to_owner:
             raise InputRefused(f"{number.msisdn} already belongs to {to_owner}")
-        grace_end = number.validity_end + timedelta(days=settings.grace_days)
+        grace_end = settings.rules.grace_end(number.validity_end)
         if grace_end < session.today:
             raise InputRefused(
                 f"{number.msisdn} is past its grace end ({grace_end.isoformat()}): it is due "
