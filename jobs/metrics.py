@@ -21,7 +21,7 @@ from prometheus_client import (
 from jobs.database.engine import Database
 from jobs.nightly.records import run_history
 from jobs.sending.outbox import depth
-from jobs.vocabulary import RunOutcome, WarningState
+from jobs.vocabulary import Guard, RunOutcome, WarningState
 
 __all__ = ["Metrics"]
 
@@ -145,7 +145,7 @@ class Metrics:
             self.last_run_numbers.labels(kind).set(getattr(last, kind) or 0)
         for stage, count in (last.warnings_queued or {}).items():
             self.last_run_warnings.labels(str(stage)).set(count)
-        for guard in ("stale_feed", "mass_recycle"):
+        for guard in Guard:
             self.last_run_guards.labels(guard).set(1 if guard in (last.guards or []) else 0)
 
     def serve(self, port: int) -> None:

@@ -13,7 +13,7 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from jobs.clock import end_of_day
-from jobs.vocabulary import NOTICE_STATES
+from jobs.vocabulary import NOTICE_STATES, Guard
 
 __all__ = [
     "FINAL_NOTICE_STAGE",
@@ -82,13 +82,6 @@ class Phase(StrEnum):
     ACTIVE = "active"  # D <= V
     IN_GRACE = "in grace"  # V < D <= E
     PAST_GRACE = "past grace"  # E < D: due for recycling
-
-
-class Guard(StrEnum):
-    """The guards that withhold recycling for a whole run."""
-
-    STALE_FEED = "stale_feed"
-    MASS_RECYCLE = "mass_recycle"
 
 
 def grace_end(validity_end: date, rules: Rules) -> date:

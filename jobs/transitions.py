@@ -28,7 +28,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from jobs.database.functions import add_days
 from jobs.database.schema import numbers, warnings
 from jobs.rules import Rules
-from jobs.vocabulary import OPEN_STATES, WarningState
+from jobs.vocabulary import OPEN_STATES, CycleEnd, WarningState
 
 __all__ = ["analyse", "end_cycles", "grace_end_of", "work_table"]
 
@@ -63,7 +63,7 @@ def end_cycles(
     connection: Connection,
     condition: ColumnElement[bool],
     *,
-    reason: str,
+    reason: CycleEnd,
     now: datetime,
     changes: Mapping[str, Any] | None = None,
 ) -> int:

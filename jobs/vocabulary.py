@@ -15,6 +15,8 @@ __all__ = [
     "NOTICE_STATES",
     "OPEN_STATES",
     "AuditEvent",
+    "CycleEnd",
+    "Guard",
     "ImportKind",
     "Language",
     "OwnershipEnd",
@@ -144,3 +146,25 @@ class AuditEvent(StrEnum):
     WARNING_RECLASSIFIED = (
         "warning.reclassified"  # migration 0003: an operator-side failure is no notice
     )
+
+
+class CycleEnd(StrEnum):
+    """Why a number's cycle ended: the ``cancel_reason`` of its unsent warnings."""
+
+    TOPPED_UP = "topped_up"
+    VALIDITY_EXTENDED = "validity_extended"  # a subscriber file moved the validity end later
+    RECYCLED = "recycled"
+    SOLD = "sold"
+    TRANSFERRED = "transferred"
+    REINSTATED = "reinstated"
+    HELD = "held"
+    RELEASED = "released"
+    # Claimed by a sender whose re-check found the cycle ended since it was queued.
+    SUPERSEDED = "superseded"
+
+
+class Guard(StrEnum):
+    """The guards that withhold recycling for a whole run."""
+
+    STALE_FEED = "stale_feed"
+    MASS_RECYCLE = "mass_recycle"

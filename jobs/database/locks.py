@@ -59,8 +59,12 @@ def run_alive(connection: Connection, host: str, pid: int) -> bool | None:
     if connection.dialect.name == "postgresql":
         held = connection.execute(
             sa.text(
+                # pg_locks lists the whole server's locks, and advisory locks belong to a
+                # database: a run in another database on the same server (staging beside
+                # production) holds a lock of the same key that says nothing about this one.
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
                 " AND classid = :high AND objid = :low AND objsubid = 1"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             ),
             {"high": RUN_LOCK_KEY >> 32, "low": RUN_LOCK_KEY & 0xFFFF_FFFF},
         ).scalar_one()

@@ -29,7 +29,7 @@ from jobs.importing.staging import StagingTable, SubscriberRow, subscriber_stagi
 from jobs.phone import InvalidNumber
 from jobs.settings import Settings
 from jobs.transitions import end_cycles
-from jobs.vocabulary import AuditEvent, Language, OwnershipStart
+from jobs.vocabulary import AuditEvent, CycleEnd, Language, OwnershipStart
 
 __all__ = ["SUBSCRIBERS", "import_subscribers"]
 
@@ -217,7 +217,7 @@ def _extend(connection: Connection, table: sa.Table, context: ImportContext) -> 
     end_cycles(
         connection,
         extended,
-        reason="validity_extended",
+        reason=CycleEnd.VALIDITY_EXTENDED,
         now=context.now,
         changes={"validity_end": table.c.validity_end, "language": table.c.language},
     )

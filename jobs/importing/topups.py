@@ -30,7 +30,7 @@ from jobs.importing.staging import StagingTable, TopupRow, topup_staging
 from jobs.phone import InvalidNumber
 from jobs.settings import Settings
 from jobs.transitions import analyse, end_cycles, grace_end_of, work_table
-from jobs.vocabulary import AuditEvent, OwnershipEnd, OwnershipStart, PoolLeave
+from jobs.vocabulary import AuditEvent, CycleEnd, OwnershipEnd, OwnershipStart, PoolLeave
 
 __all__ = ["TOPUPS", "import_topups"]
 
@@ -313,7 +313,7 @@ def _reinstate_late_payers(
     end_cycles(
         connection,
         numbers.c.msisdn == late_payers.c.msisdn,
-        reason="reinstated",
+        reason=CycleEnd.REINSTATED,
         now=context.now,
         changes={
             "owner_id": late_payers.c.owner_id,
@@ -378,7 +378,7 @@ def _move_validity(
     end_cycles(
         connection,
         moves,
-        reason="topped_up",
+        reason=CycleEnd.TOPPED_UP,
         now=context.now,
         changes={"validity_end": newest.c.validity_end},
     )

@@ -33,9 +33,9 @@ from jobs.nightly.records import (
     record_outcome,
     start_run,
 )
-from jobs.rules import Guard, feed_is_stale, mass_recycle_tripped
+from jobs.rules import feed_is_stale, mass_recycle_tripped
 from jobs.settings import Settings
-from jobs.vocabulary import Language, RunOutcome
+from jobs.vocabulary import Guard, Language, RunOutcome
 from notifier.templates import TemplateBook
 
 __all__ = ["LONGEST_LOOK_AHEAD_DAYS", "RunOptions", "run_nightly"]

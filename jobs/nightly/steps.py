@@ -28,7 +28,7 @@ from jobs.nightly.frames import framed_text, text_frames
 from jobs.nightly.records import COMPLETED
 from jobs.rules import FINAL_NOTICE_STAGE, Rules
 from jobs.transitions import end_cycles, grace_end_of
-from jobs.vocabulary import NOTICE_STATES, AuditEvent, OwnershipEnd
+from jobs.vocabulary import NOTICE_STATES, AuditEvent, CycleEnd, OwnershipEnd
 
 __all__ = ["BaseCounts", "RunScope", "count_base", "newest_feed", "queue_warnings", "recycle"]
 
@@ -377,7 +377,7 @@ def recycle(connection: Connection, scope: RunScope) -> int:
     end_cycles(
         connection,
         marked,
-        reason="recycled",
+        reason=CycleEnd.RECYCLED,
         now=scope.now,
         changes={"owner_id": None, "language": None, "validity_end": None},
     )

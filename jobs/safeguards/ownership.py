@@ -31,7 +31,7 @@ from jobs.errors import InputRefused, NumberNotFound
 from jobs.phone import number_from_user
 from jobs.settings import Settings
 from jobs.transitions import end_cycles
-from jobs.vocabulary import AuditEvent, Language, OwnershipEnd, OwnershipStart, PoolLeave
+from jobs.vocabulary import AuditEvent, CycleEnd, Language, OwnershipEnd, OwnershipStart, PoolLeave
 
 __all__ = ["Change", "Operator", "hold", "reinstate", "release", "sell", "transfer"]
 
@@ -150,7 +150,7 @@ class _NumberChange:
             )
         )
 
-    def new_cycle(self, msisdn: str, reason: str, **values: Any) -> None:
+    def new_cycle(self, msisdn: str, reason: CycleEnd, **values: Any) -> None:
         """End the number's current cycle: its unsent warnings will never go out."""
         end_cycles(
             self.connection, numbers.c.msisdn == msisdn, reason=reason, now=self.now, changes=values
@@ -203,7 +203,7 @@ def hold(
                 reason=operator.reason,
             )
         )
-        session.new_cycle(number.msisdn, "held", on_hold=True)
+        session.new_cycle(number.msisdn, CycleEnd.HELD, on_hold=True)
         session.audit(number.msisdn, AuditEvent.HOLD_PLACED, operator, owner_id=number.owner_id)
     return Change(number.msisdn, "hold", f"{number.msisdn} is on hold", number.owner_id)
 
@@ -226,7 +226,7 @@ def release(
                 release_reason=operator.reason,
             )
         )
-        session.new_cycle(number.msisdn, "released", on_hold=False)
+        session.new_cycle(number.msisdn, CycleEnd.RELEASED, on_hold=False)
         session.audit(number.msisdn, AuditEvent.HOLD_RELEASED, operator, owner_id=number.owner_id)
     return Change(
         number.msisdn, "release", f"{number.msisdn} is no longer on hold", number.owner_id
@@ -281,7 +281,7 @@ def sell(
         session.leave_pool(entry.id, PoolLeave.SOLD, ownership_id)
         session.new_cycle(
             number.msisdn,
-            "sold",
+            CycleEnd.SOLD,
             owner_id=owner,
             language=language,
             validity_end=validity_end,
@@ -353,7 +353,10 @@ def transfer(
             consent_new=consent_new.strip(),
         )
         session.new_cycle(
-            number.msisdn, "transferred", owner_id=to_owner, language=language or number.language
+            number.msisdn,
+            CycleEnd.TRANSFERRED,
+            owner_id=to_owner,
+            language=language or number.language,
         )
         session.audit(
             number.msisdn,
@@ -412,7 +415,7 @@ def reinstate(
             session.leave_pool(entry.id, PoolLeave.REINSTATED, ownership_id)
         session.new_cycle(
             number.msisdn,
-            "reinstated",
+            CycleEnd.REINSTATED,
             owner_id=previous.owner_id,
             language=previous.language,
             validity_end=new_end,

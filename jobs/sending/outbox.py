@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 
 from jobs.database.audit import record_events
 from jobs.database.schema import numbers, warnings
-from jobs.vocabulary import CLAIMABLE_STATES, AuditEvent, WarningState
+from jobs.vocabulary import CLAIMABLE_STATES, AuditEvent, CycleEnd, WarningState
 
 __all__ = [
     "Claimed",
@@ -163,12 +163,14 @@ def cancel_superseded(connection: Connection, *, token: str, now: datetime, acto
     superseded = sa.and_(
         warnings.c.claimed_by == token,
         warnings.c.state == WarningState.CANCELLED,
-        warnings.c.cancel_reason == "superseded",
+        warnings.c.cancel_reason == CycleEnd.SUPERSEDED,
     )
     rows = connection.execute(
         sa.update(warnings)
         .where(warnings.c.claimed_by == token, warnings.c.state == WarningState.SENDING, ~current)
-        .values(state=WarningState.CANCELLED, cancel_reason="superseded", lease_expires_at=None)
+        .values(
+            state=WarningState.CANCELLED, cancel_reason=CycleEnd.SUPERSEDED, lease_expires_at=None
+        )
         .returning(warnings.c.id)
     )
     cancelled = {row.id for row in rows}

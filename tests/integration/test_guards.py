@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 import pytest
 
 from jobs.errors import FutureDateError
-from jobs.rules import Guard
+from jobs.vocabulary import Guard
 from tests.support.world import World, as_of_noon
 
 D = date(2026, 11, 20)

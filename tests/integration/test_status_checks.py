@@ -8,9 +8,10 @@ import socket
 import subprocess
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 
-from jobs.database.locks import run_lock
+from jobs.database.locks import RUN_LOCK_KEY, run_lock
 from jobs.database.schema import runs, warnings
 from jobs.inspection import status_view
 from tests.support.world import World
@@ -126,6 +127,26 @@ class TestRunsThatDiedUnrecorded:
         world.record_run(D - timedelta(days=1), world.clock.now() - timedelta(hours=20))
         self._running(world, dead_pid(), world.clock.now() - timedelta(minutes=5))
         problem = checks(world)["last_run"]
+        assert problem is not None
+        assert "nothing holds the run lock: it died without a record" in problem
+
+    @pytest.mark.postgresql_only
+    def test_a_run_in_another_database_does_not_keep_it_alive(self, world: World) -> None:
+        """Staging and production on one PostgreSQL server: a run holding its lock in the
+        other database says nothing about this one's dead run (advisory locks are per
+        database, pg_locks lists the whole server's)."""
+        world.record_run(D - timedelta(days=1), world.clock.now() - timedelta(hours=20))
+        self._running(world, dead_pid(), world.clock.now() - timedelta(minutes=5))
+        other = sa.create_engine(sa.make_url(world.url).set(database="postgres"))
+        try:
+            with other.connect() as holder:
+                assert holder.execute(
+                    sa.select(sa.func.pg_try_advisory_lock(RUN_LOCK_KEY))
+                ).scalar()
+                problem = checks(world)["last_run"]
+                holder.execute(sa.select(sa.func.pg_advisory_unlock(RUN_LOCK_KEY)))
+        finally:
+            other.dispose()
         assert problem is not None
         assert "nothing holds the run lock: it died without a record" in problem
 
