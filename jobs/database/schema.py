@@ -14,6 +14,7 @@ from sqlalchemy.types import TypeDecorator
 
 from jobs.vocabulary import (
     CLAIMABLE_STATES,
+    AuditEvent,
     ImportKind,
     Language,
     OwnershipEnd,
@@ -344,6 +345,14 @@ audit_events = sa.Table(
     sa.Column("details", sa.JSON),
 )
 sa.Index(None, audit_events.c.msisdn, audit_events.c.id)
+# The run's "already deferred in this cycle?" probe, one per number, whatever the history.
+sa.Index(
+    "ix_audit_events_deferrals",
+    audit_events.c.msisdn,
+    audit_events.c.cycle,
+    sqlite_where=audit_events.c.event_type == AuditEvent.RECYCLE_DEFERRED,
+    postgresql_where=audit_events.c.event_type == AuditEvent.RECYCLE_DEFERRED,
+)
 sa.Index(
     "ix_audit_events_run_id",
     audit_events.c.run_id,

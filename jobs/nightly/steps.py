@@ -399,14 +399,32 @@ run_deferrals = sa.Table(
 def audit_deferrals(connection: Connection, scope: RunScope) -> None:
     """Record, once per number and cycle, that its recycle waits for the minimum notice (the
     numbers are chosen first, then their events written: see ``run_queue``)."""
+    # Both "no notice given" and "not deferred yet" are asked as scalar subqueries, one index
+    # probe per number past grace: as NOT EXISTS, the planner may turn them into anti joins
+    # and, with statistics taken before the warnings or the deferral events grew, compare each
+    # number with all of them (tests/integration/test_query_plans.py).
+    notice = (
+        sa.select(warnings.c.id)
+        .where(
+            warnings.c.msisdn == numbers.c.msisdn,
+            warnings.c.cycle == numbers.c.cycle,
+            warnings.c.state.in_(NOTICE_STATES),
+            warnings.c.final_on <= scope.notice_cutoff,
+        )
+        .limit(1)
+        .correlate(numbers)
+        .scalar_subquery()
+    )
     already = (
-        sa.exists()
+        sa.select(audit_events.c.id)
         .where(
             audit_events.c.msisdn == numbers.c.msisdn,
             audit_events.c.event_type == AuditEvent.RECYCLE_DEFERRED,
             audit_events.c.cycle == numbers.c.cycle,
         )
+        .limit(1)
         .correlate(numbers)
+        .scalar_subquery()
     )
     if connection.dialect.name == "sqlite":
         connection.exec_driver_sql("DROP TABLE IF EXISTS temp.run_deferrals")
@@ -416,7 +434,7 @@ def audit_deferrals(connection: Connection, scope: RunScope) -> None:
             ["msisdn", "owner_id", "cycle", "validity_end"],
             sa.select(
                 numbers.c.msisdn, numbers.c.owner_id, numbers.c.cycle, numbers.c.validity_end
-            ).where(_owned, _not_held, _past_grace(scope), ~_notice_given(scope), ~already),
+            ).where(_owned, _not_held, _past_grace(scope), notice.is_(None), already.is_(None)),
         )
     )
     reason = (

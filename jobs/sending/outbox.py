@@ -110,21 +110,26 @@ def claim(
                 warnings.c.claimed_by.startswith(drain, autoescape=True),
             ),
         )
-    # A materialised CTE is evaluated exactly once; as an IN-subquery PostgreSQL may run the
-    # LIMIT … SKIP LOCKED selection again per row and claim more than asked.
+    # Two statements: the ids first (locked, at most `limit`), then the update of those ids
+    # by primary key. As one statement (an UPDATE joined to the selection), the planner could
+    # compare every chosen id with every due warning, which on a first night with no
+    # statistics is the whole outbox for each claim (tests/integration/test_query_plans.py).
     chosen = (
-        sa.select(warnings.c.id)
-        .where(due)
-        .order_by(warnings.c.next_attempt_at, warnings.c.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .cte("chosen")
+        connection.execute(
+            sa.select(warnings.c.id)
+            .where(due)
+            .order_by(warnings.c.next_attempt_at, warnings.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        .scalars()
+        .all()
     )
-    if connection.dialect.name == "postgresql":
-        chosen = chosen.prefix_with("MATERIALIZED")
+    if not chosen:
+        return []
     rows = connection.execute(
         sa.update(warnings)
-        .where(warnings.c.id == chosen.c.id, due)
+        .where(warnings.c.id.in_(chosen))
         .values(
             state=WarningState.SENDING,
             claimed_by=token,
