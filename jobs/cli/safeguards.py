@@ -17,7 +17,7 @@ from jobs.cli.app import DATE, App, configure, emit_json, pass_app
 from jobs.clock import local_date
 from jobs.errors import InputRefused, NumberNotFound
 from jobs.phone import number_from_user
-from jobs.safeguards.ownership import Change, Operator, hold, reinstate, release, sell, transfer
+from jobs.safeguards.ownership import Change, Operator, Safeguards
 from jobs.safeguards.pool import POOL_COLUMNS, Which, pool_entries
 from jobs.safeguards.reassigned import disconnections, reassigned
 from jobs.vocabulary import Verdict
@@ -31,6 +31,15 @@ _JSON = click.option("--json", "as_json", is_flag=True, help="Print the result a
 
 def _operator(app: App, actor: str | None, reason: str) -> Operator:
     return Operator(actor=actor or app.actor, reason=reason)
+
+
+def _safeguards(app: App) -> Safeguards:
+    return Safeguards.of(app.database(), app.settings, app.clock)
+
+
+def _number(app: App, text: str) -> str:
+    """The number the user typed, in E.164: read here, at the edge, before any transaction."""
+    return number_from_user(text, app.settings.default_region)
 
 
 def _report(change: Change, as_json: bool) -> None:
@@ -50,7 +59,7 @@ def hold_command(app: App, msisdn: str, reason: str, actor: str | None, as_json:
     """Put a number on hold: no warnings, no recycle, no sale, no transfer until released."""
     configure(app)
     _report(
-        hold(app.database(), app.settings, app.clock, msisdn, _operator(app, actor, reason)),
+        _safeguards(app).hold(_number(app, msisdn), _operator(app, actor, reason)),
         as_json,
     )
 
@@ -65,7 +74,7 @@ def release_command(app: App, msisdn: str, reason: str, actor: str | None, as_js
     """Lift a hold; the number's warnings start over."""
     configure(app)
     _report(
-        release(app.database(), app.settings, app.clock, msisdn, _operator(app, actor, reason)),
+        _safeguards(app).release(_number(app, msisdn), _operator(app, actor, reason)),
         as_json,
     )
 
@@ -94,11 +103,8 @@ def transfer_command(
     """Give an active or in-grace number to a new owner, with both owners' consent on record
     (a number past its grace end is due for recycling, and is refused)."""
     configure(app)
-    change = transfer(
-        app.database(),
-        app.settings,
-        app.clock,
-        msisdn,
+    change = _safeguards(app).transfer(
+        _number(app, msisdn),
         _operator(app, actor, reason),
         to_owner=to_owner,
         consent_current=consent_current,
@@ -137,11 +143,8 @@ def reinstate_command(
     ownership then ends, recorded with the reason.
     """
     configure(app)
-    change = reinstate(
-        app.database(),
-        app.settings,
-        app.clock,
-        msisdn,
+    change = _safeguards(app).reinstate(
+        _number(app, msisdn),
         _operator(app, actor, reason),
         validity_end=validity_end,
         force=force,
@@ -213,11 +216,8 @@ def pool_sell_command(
 ) -> None:
     """Sell an available number (past quarantine, not held) to a new owner."""
     configure(app)
-    change = sell(
-        app.database(),
-        app.settings,
-        app.clock,
-        msisdn,
+    change = _safeguards(app).sell(
+        _number(app, msisdn),
         _operator(app, actor, reason),
         owner=owner,
         language=language,

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -28,12 +29,12 @@ from jobs.database.schema import (
     resale_pool,
 )
 from jobs.errors import InputRefused, NumberNotFound
-from jobs.phone import number_from_user
+from jobs.rules import Rules
 from jobs.settings import Settings
 from jobs.transitions import end_cycles
 from jobs.vocabulary import AuditEvent, CycleEnd, Language, OwnershipEnd, OwnershipStart, PoolLeave
 
-__all__ = ["Change", "Operator", "hold", "reinstate", "release", "sell", "transfer"]
+__all__ = ["Change", "Operator", "Safeguards"]
 
 LANGUAGES = tuple(Language)
 
@@ -74,13 +75,12 @@ class Change:
 class _NumberChange:
     """One safeguard operation on one number, inside one transaction."""
 
-    def __init__(self, connection: Connection, settings: Settings, clock: Clock) -> None:
+    def __init__(self, connection: Connection, clock: Clock, zone: ZoneInfo) -> None:
         self.connection = connection
         self.now = clock.now()
-        self.today = local_date(self.now, settings.zone)
+        self.today = local_date(self.now, zone)
 
-    def number(self, text: str, region: str) -> sa.Row[Any]:
-        msisdn = number_from_user(text, region)
+    def number(self, msisdn: str) -> sa.Row[Any]:
         row = self.connection.execute(
             sa.select(numbers).where(numbers.c.msisdn == msisdn).with_for_update()
         ).first()
@@ -169,272 +169,280 @@ class _NumberChange:
         )
 
 
-@contextmanager
-def _operate(database: Database, settings: Settings, clock: Clock) -> Iterator[_NumberChange]:
-    """A write transaction and a session on it."""
-    with database.write(lock=BaseLock.EXCLUSIVE) as connection:
-        yield _NumberChange(connection, settings, clock)
+@dataclass(frozen=True)
+class Safeguards:
+    """The safeguard operations, over one database, with the clock, the time zone and the
+    rules they need. Numbers come in E.164, already read from the user's text by the command
+    line (or the HTTP layer): nothing here parses what a person typed."""
 
+    database: Database
+    clock: Clock
+    zone: ZoneInfo
+    rules: Rules
 
-@retried
-def hold(
-    database: Database, settings: Settings, clock: Clock, text: str, operator: Operator
-) -> Change:
-    """Stop everything for a number: no warning, no recycle, no sale, no transfer."""
-    with _operate(database, settings, clock) as session:
-        number = session.number(text, settings.default_region)
-        if number.on_hold:
-            placed = session.connection.execute(
-                sa.select(holds).where(
-                    holds.c.msisdn == number.msisdn, holds.c.released_at.is_(None)
+    @classmethod
+    def of(cls, database: Database, settings: Settings, clock: Clock) -> Safeguards:
+        """The operations with what the settings say."""
+        return cls(database, clock, settings.zone, settings.rules)
+
+    @contextmanager
+    def _operate(self) -> Iterator[_NumberChange]:
+        """A write transaction, holding the base lock, and the change on it."""
+        with self.database.write(lock=BaseLock.EXCLUSIVE) as connection:
+            yield _NumberChange(connection, self.clock, self.zone)
+
+    @retried
+    def hold(self, msisdn: str, operator: Operator) -> Change:
+        """Stop everything for a number: no warning, no recycle, no sale, no transfer."""
+        with self._operate() as session:
+            number = session.number(msisdn)
+            if number.on_hold:
+                placed = session.connection.execute(
+                    sa.select(holds).where(
+                        holds.c.msisdn == number.msisdn, holds.c.released_at.is_(None)
+                    )
+                ).first()
+                since = (
+                    f" since {placed.placed_at:%Y-%m-%d %H:%M} UTC by {placed.placed_by}"
+                    if placed
+                    else ""
                 )
-            ).first()
-            since = (
-                f" since {placed.placed_at:%Y-%m-%d %H:%M} UTC by {placed.placed_by}"
-                if placed
-                else ""
+                raise InputRefused(f"{number.msisdn} is already on hold{since}")
+            session.connection.execute(
+                holds.insert().values(
+                    msisdn=number.msisdn,
+                    placed_at=session.now,
+                    placed_by=operator.actor,
+                    reason=operator.reason,
+                )
             )
-            raise InputRefused(f"{number.msisdn} is already on hold{since}")
-        session.connection.execute(
-            holds.insert().values(
-                msisdn=number.msisdn,
-                placed_at=session.now,
-                placed_by=operator.actor,
+            session.new_cycle(number.msisdn, CycleEnd.HELD, on_hold=True)
+            session.audit(number.msisdn, AuditEvent.HOLD_PLACED, operator, owner_id=number.owner_id)
+        return Change(number.msisdn, "hold", f"{number.msisdn} is on hold", number.owner_id)
+
+    @retried
+    def release(self, msisdn: str, operator: Operator) -> Change:
+        """Lift a hold; the number's warnings start over with a new cycle."""
+        with self._operate() as session:
+            number = session.number(msisdn)
+            if not number.on_hold:
+                raise InputRefused(f"{number.msisdn} is not on hold")
+            session.connection.execute(
+                sa.update(holds)
+                .where(holds.c.msisdn == number.msisdn, holds.c.released_at.is_(None))
+                .values(
+                    released_at=session.now,
+                    released_by=operator.actor,
+                    release_reason=operator.reason,
+                )
+            )
+            session.new_cycle(number.msisdn, CycleEnd.RELEASED, on_hold=False)
+            session.audit(
+                number.msisdn, AuditEvent.HOLD_RELEASED, operator, owner_id=number.owner_id
+            )
+        return Change(
+            number.msisdn, "release", f"{number.msisdn} is no longer on hold", number.owner_id
+        )
+
+    @retried
+    def sell(
+        self,
+        msisdn: str,
+        operator: Operator,
+        *,
+        owner: str,
+        language: str,
+        validity_end: date,
+    ) -> Change:
+        """Sell an available number from the pool to a new owner."""
+        owner = owner.strip()
+        if not owner:
+            raise InputRefused("the new owner may not be blank")
+        if language not in LANGUAGES:
+            raise InputRefused(f"unknown language {language!r} (expected km or en)")
+        with self._operate() as session:
+            number = session.number(msisdn)
+            entry = session.pool_entry(number.msisdn)
+            if entry is None:
+                raise InputRefused(
+                    f"{number.msisdn} is not in the resale pool (it belongs to {number.owner_id}); "
+                    "only a transfer with both consents can give it to someone else"
+                )
+            if number.on_hold:
+                raise InputRefused(f"{number.msisdn} is on hold: it cannot be sold until released")
+            if entry.available_from > session.today:
+                raise InputRefused(
+                    f"{number.msisdn} is in quarantine until {entry.available_from.isoformat()}"
+                )
+            if validity_end < session.today:
+                raise InputRefused(
+                    f"--validity-end {validity_end.isoformat()} is already past: a sale starts the "
+                    "new owner with valid credit"
+                )
+            ownership_id = session.start_ownership(
+                number.msisdn,
+                owner,
+                language,
+                OwnershipStart.SALE,
+                started_by=operator.actor,
                 reason=operator.reason,
             )
-        )
-        session.new_cycle(number.msisdn, CycleEnd.HELD, on_hold=True)
-        session.audit(number.msisdn, AuditEvent.HOLD_PLACED, operator, owner_id=number.owner_id)
-    return Change(number.msisdn, "hold", f"{number.msisdn} is on hold", number.owner_id)
-
-
-@retried
-def release(
-    database: Database, settings: Settings, clock: Clock, text: str, operator: Operator
-) -> Change:
-    """Lift a hold; the number's warnings start over with a new cycle."""
-    with _operate(database, settings, clock) as session:
-        number = session.number(text, settings.default_region)
-        if not number.on_hold:
-            raise InputRefused(f"{number.msisdn} is not on hold")
-        session.connection.execute(
-            sa.update(holds)
-            .where(holds.c.msisdn == number.msisdn, holds.c.released_at.is_(None))
-            .values(
-                released_at=session.now,
-                released_by=operator.actor,
-                release_reason=operator.reason,
+            session.leave_pool(entry.id, PoolLeave.SOLD, ownership_id)
+            session.new_cycle(
+                number.msisdn,
+                CycleEnd.SOLD,
+                owner_id=owner,
+                language=language,
+                validity_end=validity_end,
+                recycled_by_run_id=None,
             )
-        )
-        session.new_cycle(number.msisdn, CycleEnd.RELEASED, on_hold=False)
-        session.audit(number.msisdn, AuditEvent.HOLD_RELEASED, operator, owner_id=number.owner_id)
-    return Change(
-        number.msisdn, "release", f"{number.msisdn} is no longer on hold", number.owner_id
-    )
+            session.audit(
+                number.msisdn,
+                AuditEvent.OWNERSHIP_SOLD,
+                operator,
+                owner_id=owner,
+                validity_end_after=validity_end,
+            )
+        return Change(number.msisdn, "sale", f"{number.msisdn} sold to {owner}", owner)
 
-
-@retried
-def sell(
-    database: Database,
-    settings: Settings,
-    clock: Clock,
-    text: str,
-    operator: Operator,
-    *,
-    owner: str,
-    language: str,
-    validity_end: date,
-) -> Change:
-    """Sell an available number from the pool to a new owner."""
-    owner = owner.strip()
-    if not owner:
-        raise InputRefused("the new owner may not be blank")
-    if language not in LANGUAGES:
-        raise InputRefused(f"unknown language {language!r} (expected km or en)")
-    with _operate(database, settings, clock) as session:
-        number = session.number(text, settings.default_region)
-        entry = session.pool_entry(number.msisdn)
-        if entry is None:
+    @retried
+    def transfer(
+        self,
+        msisdn: str,
+        operator: Operator,
+        *,
+        to_owner: str,
+        consent_current: str,
+        consent_new: str,
+        language: str | None = None,
+    ) -> Change:
+        """Give an owned number to a new owner, with both owners' consent on record."""
+        to_owner = to_owner.strip()
+        if not to_owner:
+            raise InputRefused("the new owner may not be blank")
+        if not consent_current.strip() or not consent_new.strip():
             raise InputRefused(
-                f"{number.msisdn} is not in the resale pool (it belongs to {number.owner_id}); "
-                "only a transfer with both consents can give it to someone else"
+                "a transfer needs the consent of both owners: give --consent-current and "
+                "--consent-new, neither blank"
             )
-        if number.on_hold:
-            raise InputRefused(f"{number.msisdn} is on hold: it cannot be sold until released")
-        if entry.available_from > session.today:
-            raise InputRefused(
-                f"{number.msisdn} is in quarantine until {entry.available_from.isoformat()}"
-            )
-        if validity_end < session.today:
-            raise InputRefused(
-                f"--validity-end {validity_end.isoformat()} is already past: a sale starts the "
-                "new owner with valid credit"
-            )
-        ownership_id = session.start_ownership(
-            number.msisdn,
-            owner,
-            language,
-            OwnershipStart.SALE,
-            started_by=operator.actor,
-            reason=operator.reason,
-        )
-        session.leave_pool(entry.id, PoolLeave.SOLD, ownership_id)
-        session.new_cycle(
-            number.msisdn,
-            CycleEnd.SOLD,
-            owner_id=owner,
-            language=language,
-            validity_end=validity_end,
-            recycled_by_run_id=None,
-        )
-        session.audit(
-            number.msisdn,
-            AuditEvent.OWNERSHIP_SOLD,
-            operator,
-            owner_id=owner,
-            validity_end_after=validity_end,
-        )
-    return Change(number.msisdn, "sale", f"{number.msisdn} sold to {owner}", owner)
-
-
-@retried
-def transfer(
-    database: Database,
-    settings: Settings,
-    clock: Clock,
-    text: str,
-    operator: Operator,
-    *,
-    to_owner: str,
-    consent_current: str,
-    consent_new: str,
-    language: str | None = None,
-) -> Change:
-    """Give an owned number to a new owner, with both owners' consent on record."""
-    to_owner = to_owner.strip()
-    if not to_owner:
-        raise InputRefused("the new owner may not be blank")
-    if not consent_current.strip() or not consent_new.strip():
-        raise InputRefused(
-            "a transfer needs the consent of both owners: give --consent-current and "
-            "--consent-new, neither blank"
-        )
-    if language is not None and language not in LANGUAGES:
-        raise InputRefused(f"unknown language {language!r} (expected km or en)")
-    with _operate(database, settings, clock) as session:
-        number = session.number(text, settings.default_region)
-        if number.owner_id is None:
-            raise InputRefused(
-                f"{number.msisdn} is in the resale pool: sell it with `recycler pool sell`"
-            )
-        if number.on_hold:
-            raise InputRefused(
-                f"{number.msisdn} is on hold: it cannot be transferred until released"
-            )
-        if number.owner_id == to_owner:
-            raise InputRefused(f"{number.msisdn} already belongs to {to_owner}")
-        grace_end = settings.rules.grace_end(number.validity_end)
-        if grace_end < session.today:
-            raise InputRefused(
-                f"{number.msisdn} is past its grace end ({grace_end.isoformat()}): it is due "
-                "for recycling, and only an active or in-grace number can be transferred"
-            )
-        current = session.open_ownership(number.msisdn)
-        assert current is not None, "an owned number always has an open ownership"
-        session.end_ownership(current.id, OwnershipEnd.TRANSFER, operator.actor, operator.reason)
-        session.start_ownership(
-            number.msisdn,
-            to_owner,
-            language or number.language,
-            OwnershipStart.TRANSFER,
-            started_by=operator.actor,
-            reason=operator.reason,
-            consent_current=consent_current.strip(),
-            consent_new=consent_new.strip(),
-        )
-        session.new_cycle(
-            number.msisdn,
-            CycleEnd.TRANSFERRED,
-            owner_id=to_owner,
-            language=language or number.language,
-        )
-        session.audit(
-            number.msisdn,
-            AuditEvent.OWNERSHIP_TRANSFERRED,
-            operator,
-            owner_id=to_owner,
-            details={
-                "from_owner": number.owner_id,
-                "consent_current": consent_current.strip(),
-                "consent_new": consent_new.strip(),
-            },
-        )
-    return Change(number.msisdn, "transfer", f"{number.msisdn} transferred to {to_owner}", to_owner)
-
-
-@retried
-def reinstate(
-    database: Database,
-    settings: Settings,
-    clock: Clock,
-    text: str,
-    operator: Operator,
-    *,
-    validity_end: date | None = None,
-    force: bool = False,
-) -> Change:
-    """Give a number back to the owner it was taken from: out of the pool, or, with force, from
-    the owner it was sold or transferred to."""
-    with _operate(database, settings, clock) as session:
-        number = session.number(text, settings.default_region)
-        entry = session.pool_entry(number.msisdn)
-        if entry is not None:
-            previous = session.connection.execute(
-                sa.select(ownerships).where(ownerships.c.id == entry.previous_ownership_id)
-            ).one()
-        else:
-            previous, current = _taken_from(session, number, force)
+        if language is not None and language not in LANGUAGES:
+            raise InputRefused(f"unknown language {language!r} (expected km or en)")
+        with self._operate() as session:
+            number = session.number(msisdn)
+            if number.owner_id is None:
+                raise InputRefused(
+                    f"{number.msisdn} is in the resale pool: sell it with `recycler pool sell`"
+                )
+            if number.on_hold:
+                raise InputRefused(
+                    f"{number.msisdn} is on hold: it cannot be transferred until released"
+                )
+            if number.owner_id == to_owner:
+                raise InputRefused(f"{number.msisdn} already belongs to {to_owner}")
+            grace_end = self.rules.grace_end(number.validity_end)
+            if grace_end < session.today:
+                raise InputRefused(
+                    f"{number.msisdn} is past its grace end ({grace_end.isoformat()}): it is due "
+                    "for recycling, and only an active or in-grace number can be transferred"
+                )
+            current = session.open_ownership(number.msisdn)
+            assert current is not None, "an owned number always has an open ownership"
             session.end_ownership(
-                current.id, OwnershipEnd.REINSTATEMENT, operator.actor, operator.reason
+                current.id, OwnershipEnd.TRANSFER, operator.actor, operator.reason
             )
-        new_end = validity_end or previous.final_validity_end
-        if validity_end is not None and validity_end < session.today:
-            raise InputRefused(
-                f"--validity-end {validity_end.isoformat()} is already past: a reinstatement "
-                "gives the owner valid credit back"
+            session.start_ownership(
+                number.msisdn,
+                to_owner,
+                language or number.language,
+                OwnershipStart.TRANSFER,
+                started_by=operator.actor,
+                reason=operator.reason,
+                consent_current=consent_current.strip(),
+                consent_new=consent_new.strip(),
             )
-        ownership_id = session.start_ownership(
+            session.new_cycle(
+                number.msisdn,
+                CycleEnd.TRANSFERRED,
+                owner_id=to_owner,
+                language=language or number.language,
+            )
+            session.audit(
+                number.msisdn,
+                AuditEvent.OWNERSHIP_TRANSFERRED,
+                operator,
+                owner_id=to_owner,
+                details={
+                    "from_owner": number.owner_id,
+                    "consent_current": consent_current.strip(),
+                    "consent_new": consent_new.strip(),
+                },
+            )
+        return Change(
+            number.msisdn, "transfer", f"{number.msisdn} transferred to {to_owner}", to_owner
+        )
+
+    @retried
+    def reinstate(
+        self,
+        msisdn: str,
+        operator: Operator,
+        *,
+        validity_end: date | None = None,
+        force: bool = False,
+    ) -> Change:
+        """Give a number back to the owner it was taken from: out of the pool, or, with force, from
+        the owner it was sold or transferred to."""
+        with self._operate() as session:
+            number = session.number(msisdn)
+            entry = session.pool_entry(number.msisdn)
+            if entry is not None:
+                previous = session.connection.execute(
+                    sa.select(ownerships).where(ownerships.c.id == entry.previous_ownership_id)
+                ).one()
+            else:
+                previous, current = _taken_from(session, number, force)
+                session.end_ownership(
+                    current.id, OwnershipEnd.REINSTATEMENT, operator.actor, operator.reason
+                )
+            new_end = validity_end or previous.final_validity_end
+            if validity_end is not None and validity_end < session.today:
+                raise InputRefused(
+                    f"--validity-end {validity_end.isoformat()} is already past: a reinstatement "
+                    "gives the owner valid credit back"
+                )
+            ownership_id = session.start_ownership(
+                number.msisdn,
+                previous.owner_id,
+                previous.language,
+                OwnershipStart.REINSTATEMENT,
+                started_by=operator.actor,
+                reason=operator.reason,
+            )
+            if entry is not None:
+                session.leave_pool(entry.id, PoolLeave.REINSTATED, ownership_id)
+            session.new_cycle(
+                number.msisdn,
+                CycleEnd.REINSTATED,
+                owner_id=previous.owner_id,
+                language=previous.language,
+                validity_end=new_end,
+                recycled_by_run_id=None,
+            )
+            session.audit(
+                number.msisdn,
+                AuditEvent.OWNERSHIP_REINSTATED,
+                operator,
+                owner_id=previous.owner_id,
+                validity_end_after=new_end,
+                details={"from_owner": number.owner_id, "forced": number.owner_id is not None},
+            )
+        return Change(
             number.msisdn,
+            "reinstatement",
+            f"{number.msisdn} is back with {previous.owner_id} "
+            f"(validity end {new_end.isoformat()})",
             previous.owner_id,
-            previous.language,
-            OwnershipStart.REINSTATEMENT,
-            started_by=operator.actor,
-            reason=operator.reason,
         )
-        if entry is not None:
-            session.leave_pool(entry.id, PoolLeave.REINSTATED, ownership_id)
-        session.new_cycle(
-            number.msisdn,
-            CycleEnd.REINSTATED,
-            owner_id=previous.owner_id,
-            language=previous.language,
-            validity_end=new_end,
-            recycled_by_run_id=None,
-        )
-        session.audit(
-            number.msisdn,
-            AuditEvent.OWNERSHIP_REINSTATED,
-            operator,
-            owner_id=previous.owner_id,
-            validity_end_after=new_end,
-            details={"from_owner": number.owner_id, "forced": number.owner_id is not None},
-        )
-    return Change(
-        number.msisdn,
-        "reinstatement",
-        f"{number.msisdn} is back with {previous.owner_id} (validity end {new_end.isoformat()})",
-        previous.owner_id,
-    )
 
 
 def _taken_from(

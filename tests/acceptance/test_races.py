@@ -40,7 +40,7 @@ from jobs.database.schema import (
     warnings,
 )
 from jobs.importing.topups import import_topups
-from jobs.safeguards.ownership import Operator, hold, release
+from jobs.safeguards.ownership import Operator, Safeguards
 from jobs.sending.dispatcher import Dispatcher
 from notifier.testing import InMemoryGateway
 from tests.support.world import World, as_of_noon
@@ -181,9 +181,9 @@ def race(world: World, tally: Tally, rng: random.Random, folder: Path) -> None:
 
     def safeguards() -> None:
         for msisdn in held:
-            hold(world.database, world.settings, world.clock, msisdn, care)
+            Safeguards.of(world.database, world.settings, world.clock).hold(msisdn, care)
         for msisdn in held:
-            release(world.database, world.settings, world.clock, msisdn, care)
+            Safeguards.of(world.database, world.settings, world.clock).release(msisdn, care)
 
     jobs: list[Callable[[], None]] = [run, importing, sender, safeguards]
     threads = [

@@ -25,7 +25,7 @@ from jobs.cli.app import App
 from jobs.database.schema import numbers
 from jobs.errors import ExitCode, InputRefused, NumberNotFound
 from jobs.importing.subscribers import import_subscribers
-from jobs.safeguards.ownership import Operator, reinstate, sell, transfer
+from jobs.safeguards.ownership import Operator, Safeguards
 from jobs.safeguards.reassigned import Verdict, reassigned
 from jobs.sending.dispatcher import Dispatcher
 from notifier.testing import InMemoryGateway
@@ -75,10 +75,7 @@ class TestTheRule:
         """Sold on D+2 to bob: true for dates before D+2, false from D+2."""
         msisdn = recycled_on_d(world)
         world.clock.moment = as_of_noon(D + timedelta(days=2), world.settings)
-        sell(
-            world.database,
-            world.settings,
-            world.clock,
+        Safeguards.of(world.database, world.settings, world.clock).sell(
             msisdn,
             CARE,
             owner="bob",
@@ -92,7 +89,7 @@ class TestTheRule:
         """Given back to alice on D+1: true for every date before D+1 (the cautious side)."""
         msisdn = recycled_on_d(world)
         world.clock.moment = as_of_noon(D + timedelta(days=1), world.settings)
-        reinstate(world.database, world.settings, world.clock, msisdn, CARE)
+        Safeguards.of(world.database, world.settings, world.clock).reinstate(msisdn, CARE)
         assert ask(world, msisdn, D - timedelta(days=20)) is Verdict.REASSIGNED
         assert ask(world, msisdn, D + timedelta(days=1)) is Verdict.SAME_OWNER
 
@@ -234,10 +231,7 @@ class _Story:
                 Dispatcher(database, chosen, InMemoryGateway(), clock).drain()
             elif action == "sell":
                 self.buyers += 1
-                sell(
-                    database,
-                    chosen,
-                    clock,
+                Safeguards.of(database, chosen, clock).sell(
                     msisdn,
                     CARE,
                     owner=f"buyer-{self.buyers}",
@@ -246,10 +240,7 @@ class _Story:
                 )
             elif action == "transfer":
                 self.buyers += 1
-                transfer(
-                    database,
-                    chosen,
-                    clock,
+                Safeguards.of(database, chosen, clock).transfer(
                     msisdn,
                     CARE,
                     to_owner=f"buyer-{self.buyers}",
@@ -257,7 +248,7 @@ class _Story:
                     consent_new="C2",
                 )
             elif action == "reinstate":
-                reinstate(database, chosen, clock, msisdn, CARE)
+                Safeguards.of(database, chosen, clock).reinstate(msisdn, CARE)
             else:
                 world.import_topup(msisdn, clock.now(), self.today() + timedelta(days=30))
         except InputRefused:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from jobs.database.schema import audit_events, numbers, ownerships, runs
 from jobs.errors import InputRefused
-from jobs.safeguards.ownership import Operator, hold, reinstate, release, sell, transfer
+from jobs.safeguards.ownership import Operator, Safeguards
 from jobs.safeguards.reassigned import reassigned
 from jobs.sending.dispatcher import Dispatcher
 from jobs.vocabulary import Verdict
@@ -73,15 +73,12 @@ class _History:
             elif action == "topup":
                 world.import_topup(msisdn, clock.now(), self.day + timedelta(days=30))
             elif action == "hold":
-                hold(database, chosen, clock, msisdn, OPERATOR)
+                Safeguards.of(database, chosen, clock).hold(msisdn, OPERATOR)
             elif action == "release":
-                release(database, chosen, clock, msisdn, OPERATOR)
+                Safeguards.of(database, chosen, clock).release(msisdn, OPERATOR)
             elif action == "sell":
                 self.buyers += 1
-                sell(
-                    database,
-                    chosen,
-                    clock,
+                Safeguards.of(database, chosen, clock).sell(
                     msisdn,
                     OPERATOR,
                     owner=f"buyer-{self.buyers}",
@@ -90,10 +87,7 @@ class _History:
                 )
             elif action == "transfer":
                 self.buyers += 1
-                transfer(
-                    database,
-                    chosen,
-                    clock,
+                Safeguards.of(database, chosen, clock).transfer(
                     msisdn,
                     OPERATOR,
                     to_owner=f"buyer-{self.buyers}",
@@ -101,7 +95,9 @@ class _History:
                     consent_new="C2",
                 )
             else:
-                reinstate(database, chosen, clock, msisdn, OPERATOR, force=action == "force")
+                Safeguards.of(database, chosen, clock).reinstate(
+                    msisdn, OPERATOR, force=action == "force"
+                )
             event(f"{action} done")
         except InputRefused:
             event(f"{action} refused")  # refused cleanly; the invariants must hold all the same
