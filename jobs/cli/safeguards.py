@@ -20,7 +20,7 @@ from jobs.phone import number_from_user
 from jobs.safeguards.ownership import Change, Operator, Safeguards
 from jobs.safeguards.pool import POOL_COLUMNS, Which, pool_entries
 from jobs.safeguards.reassigned import disconnections, reassigned
-from jobs.vocabulary import Verdict
+from jobs.vocabulary import Language, Verdict
 
 _REASON = click.option("--reason", required=True, help="Why (recorded with the change).")
 _ACTOR = click.option(
@@ -84,7 +84,11 @@ def release_command(app: App, msisdn: str, reason: str, actor: str | None, as_js
 @click.option("--to", "to_owner", required=True, help="The new owner's id.")
 @click.option("--consent-current", required=True, help="Reference of the current owner's consent.")
 @click.option("--consent-new", required=True, help="Reference of the new owner's consent.")
-@click.option("--language", type=click.Choice(["km", "en"]), help="The new owner's language.")
+@click.option(
+    "--language",
+    type=click.Choice([str(language) for language in Language]),
+    help="The new owner's language.",
+)
 @click.option("--reason", default="transfer between owners", show_default=True, help="Why.")
 @_ACTOR
 @_JSON
@@ -198,7 +202,12 @@ def pool_list_command(app: App, which: str | None, csv_path: Path | None, as_jso
 @pool_group.command("sell")
 @click.argument("msisdn")
 @click.option("--owner", required=True, help="The buyer's owner id.")
-@click.option("--language", type=click.Choice(["km", "en"]), default="km", show_default=True)
+@click.option(
+    "--language",
+    type=click.Choice([str(language) for language in Language]),
+    default=str(Language.KHMER),
+    show_default=True,
+)
 @click.option("--validity-end", type=DATE, required=True, help="The new owner's validity end.")
 @click.option("--reason", default="sale from the resale pool", show_default=True, help="Why.")
 @_ACTOR

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
+from jobs.vocabulary import RunOutcome
 from tests.support.cli import environment, recycler, start, wait_until
 from tests.support.world import World
 
@@ -79,8 +80,8 @@ class TestScheduledRun:
                     return str(response.read().decode())
 
             # The figures are refreshed once the sender has recorded what it sent.
-            wait_until(lambda: 'recycler_outbox_warnings{state="sent"} 3.0' in scraped())
-            assert 'recycler_last_run_outcome{outcome="succeeded"} 1.0' in scraped()
+            wait_until(lambda: "recycler_outbox_warnings{state=WarningState.SENT} 3.0" in scraped())
+            assert "recycler_last_run_outcome{outcome=RunOutcome.SUCCEEDED} 1.0" in scraped()
         finally:
             daemon.process.send_signal(signal.SIGTERM)
             stopped = daemon.finish(timeout=60)
@@ -138,7 +139,7 @@ class TestTwoDaemons:
                 daemon.process.send_signal(signal.SIGTERM)
             results = [daemon.finish(timeout=60) for daemon in daemons]
         assert all(result.code == 0 for result in results), results
-        done = [run for run in real_runs(world) if run.outcome == "succeeded"]
+        done = [run for run in real_runs(world) if run.outcome == RunOutcome.SUCCEEDED]
         assert len(done) == 1, real_runs(world)
         assert done[0].as_of == today()
         skipped = "".join(result.stderr for result in results)
@@ -165,7 +166,7 @@ class TestGracefulStop:
         stopped = daemon.finish(timeout=60)
         assert stopped.code == 0, stopped
         (run,) = real_runs(world)
-        assert run.outcome == "interrupted"
+        assert run.outcome == RunOutcome.INTERRUPTED
         assert world.snapshot() == before
 
     def test_manual_run_stopped_then_rerun(

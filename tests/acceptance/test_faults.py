@@ -26,6 +26,7 @@ import pytest
 import sqlalchemy as sa
 
 from jobs.database.engine import BASE_LOCK_KEY
+from jobs.vocabulary import RunOutcome
 from tests.support.cli import Command, Running, environment, recycler, start, wait_until
 from tests.support.proxy import proxied
 from tests.support.twilio_server import ACCOUNT_SID, AUTH_TOKEN, Faults, TwilioTestServer
@@ -97,7 +98,7 @@ class TestMissedNight:
                 proxy.restore()
                 wait_until(
                     lambda: any(
-                        record.outcome == "succeeded" and record.as_of == today()
+                        record.outcome == RunOutcome.SUCCEEDED and record.as_of == today()
                         for record in world.run_records()
                     ),
                     timeout=60,

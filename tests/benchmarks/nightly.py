@@ -41,6 +41,7 @@ from jobs.clock import end_of_day  # noqa: E402
 from jobs.database.engine import Database  # noqa: E402
 from jobs.database.schema import numbers, runs, warnings  # noqa: E402
 from jobs.importing.loader import record_import  # noqa: E402
+from jobs.vocabulary import WarningState  # noqa: E402
 from tests.benchmarks.exports import subscriber_export, topup_export  # noqa: E402
 
 ZONE = ZoneInfo("Asia/Phnom_Penh")
@@ -101,8 +102,8 @@ def pretend_sent_and_fresh(database: Database, day: date) -> None:
     with database.write() as connection:
         connection.execute(
             sa.update(warnings)
-            .where(warnings.c.state == "pending")
-            .values(state="sent", final_at=moment, final_on=day)
+            .where(warnings.c.state == WarningState.PENDING)
+            .values(state=WarningState.SENT, final_at=moment, final_on=day)
         )
         record_import(
             connection,

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from jobs.database.schema import numbers
 from jobs.sending.dispatcher import Dispatcher, SendReport
+from jobs.vocabulary import WarningState
 from notifier.twilio_gateway import TwilioConfig, TwilioGateway
 from tests.support.twilio_server import ACCOUNT_SID, AUTH_TOKEN, Faults, TwilioTestServer
 from tests.support.world import World
@@ -105,7 +106,7 @@ class TestRecheckBeforeSending:
         """The run that recycles a number cancels its pending warning; nothing goes out."""
         msisdn = world.add_number(D - timedelta(days=93))
         world.add_warning(msisdn, 7, final_on=D - timedelta(days=10))
-        world.add_warning(msisdn, 1, state="pending")
+        world.add_warning(msisdn, 1, state=WarningState.PENDING)
         world.fresh_feed(D)
         assert world.run(D, allow_mass_recycle=True).recycled == 1
         report = drain(dispatcher(world, server))

@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 import pytest
 
 from jobs.errors import FutureDateError
-from jobs.vocabulary import Guard
+from jobs.vocabulary import Guard, RunOutcome
 from tests.support.world import World, as_of_noon
 
 D = date(2026, 11, 20)
@@ -39,7 +39,7 @@ class TestStaleFeed:
         healthy_base(world, 99)
         report = world.run(D)
         assert report.guards == [Guard.STALE_FEED]
-        assert report.outcome == "withheld"
+        assert report.outcome == RunOutcome.WITHHELD
         assert (report.recycled, report.withheld) == (0, 1)
         assert report.warnings_queued == {7: 1}
         assert not world.number(due[0]).in_pool
@@ -137,7 +137,7 @@ class TestFutureDate:
         """23:30 in Phnom Penh is still D there, though UTC says otherwise."""
         world.fresh_feed(D)
         world.clock.moment = datetime.fromisoformat("2026-11-20T23:30:00+07:00")
-        assert world.run_at_clock(D).outcome == "succeeded"
+        assert world.run_at_clock(D).outcome == RunOutcome.SUCCEEDED
 
     def test_dry_run_may_look_ahead(self, world: World) -> None:
         """A dry run for a later date works and keeps nothing."""

@@ -12,6 +12,7 @@ from jobs.importing.loader import ImportSummary
 from jobs.importing.reader import CsvRefused
 from jobs.importing.subscribers import import_subscribers
 from jobs.importing.topups import import_topups
+from jobs.vocabulary import WarningState
 from tests.support.world import World
 
 HEADER = "msisdn,owner_id,language,validity_end\n"
@@ -61,7 +62,7 @@ class TestSubscribers:
     ) -> None:
         """A later V starts a new cycle; an earlier one changes nothing; language follows."""
         msisdn = world.add_number(date(2026, 11, 1), owner_id="alice", language="km")
-        world.add_warning(msisdn, 30, state="pending")
+        world.add_warning(msisdn, 30, state=WarningState.PENDING)
         summary = subscribers(world, write(tmp_path, HEADER + f"{msisdn},alice,en,2026-12-01\n"))
         assert summary.outcomes == {"extended": 1}
         state = world.number(msisdn)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
+from jobs.vocabulary import RunOutcome, WarningState
 from tests.support.world import World
 
 D = date(2026, 11, 20)
@@ -61,7 +62,9 @@ CASES = [
         earlier=(Earlier(30, final_days_before_d=23),),
         queued=7,
     ),
-    Case("E-1 stage 7 still pending", -1, earlier=(Earlier(7, state="pending"),), queued=1),
+    Case(
+        "E-1 stage 7 still pending", -1, earlier=(Earlier(7, state=WarningState.PENDING),), queued=1
+    ),
     Case("E stage 1 already sent", 0, earlier=(Earlier(1, final_days_before_d=1),)),
     Case(
         "E+1 warned 8 days before D: recycled",
@@ -84,13 +87,13 @@ CASES = [
     Case(
         "E+1 warning still waiting to be sent: deferred, nothing more",
         1,
-        earlier=(Earlier(7, state="pending"),),
+        earlier=(Earlier(7, state=WarningState.PENDING),),
         deferred=True,
     ),
     Case(
         "E+1 warning failed for good 8 days before: recycled",
         1,
-        earlier=(Earlier(7, state="failed", final_days_before_d=8),),
+        earlier=(Earlier(7, state=WarningState.FAILED, final_days_before_d=8),),
         recycled=True,
     ),
     Case(
@@ -159,13 +162,13 @@ class TestOneNight:
         assert report.deferred == sum(case.deferred for case in CASES)
         assert report.on_hold == sum(case.held for case in CASES)
         assert report.guards == []
-        assert report.outcome == "succeeded"
+        assert report.outcome == RunOutcome.SUCCEEDED
 
     def test_recycled_number_leaves_its_owner_and_enters_the_pool(self, world: World) -> None:
         """A recycle ends the ownership, cancels unsent warnings, and records why."""
         msisdn = world.add_number(validity_end_for(3), owner_id="alice")
         world.add_warning(msisdn, 7, final_on=D - timedelta(days=10))
-        world.add_warning(msisdn, 1, state="pending")
+        world.add_warning(msisdn, 1, state=WarningState.PENDING)
         world.fresh_feed(D)
         report = world.run(D, allow_mass_recycle=True)
         assert report.recycled == 1
@@ -228,7 +231,7 @@ class TestIdempotence:
         assert world.snapshot() == before
         record = world.run_records()[-1]
         assert record.dry_run is True
-        assert record.outcome == "succeeded"
+        assert record.outcome == RunOutcome.SUCCEEDED
         assert record.recycled == report.recycled
         real = world.run(D, allow_mass_recycle=True)
         assert (real.warnings_queued, real.recycled, real.deferred) == (
@@ -243,7 +246,7 @@ class TestIdempotence:
         report = world.run(D, allow_mass_recycle=True)
         record = world.run_records()[-1]
         assert record.as_of == D
-        assert record.outcome == "succeeded"
+        assert record.outcome == RunOutcome.SUCCEEDED
         assert record.dry_run is False
         assert record.recycled == report.recycled
         assert record.deferred == report.deferred

@@ -34,6 +34,7 @@ from jobs.database.schema import warnings
 from jobs.importing.subscribers import import_subscribers
 from jobs.importing.topups import import_topups
 from jobs.sending.dispatcher import Dispatcher
+from jobs.vocabulary import WarningState
 from notifier.testing import InMemoryGateway
 from tests.benchmarks.exports import subscriber_export, topup_export
 from tests.support.world import World, as_of_noon
@@ -263,8 +264,8 @@ class TestPlansStayLinear:
         with world.database.write() as connection:  # every warning reached the subscriber
             connection.execute(
                 sa.update(warnings)
-                .where(warnings.c.state == "pending")
-                .values(state="sent", final_at=world.clock.now(), final_on=D)
+                .where(warnings.c.state == WarningState.PENDING)
+                .values(state=WarningState.SENT, final_at=world.clock.now(), final_on=D)
             )
         analyse(world)
         later = D + timedelta(days=8)

@@ -13,6 +13,7 @@ from jobs.errors import InputRefused, NumberNotFound
 from jobs.inspection import number_view
 from jobs.safeguards.ownership import Operator, Safeguards
 from jobs.safeguards.pool import pool_entries
+from jobs.vocabulary import WarningState
 from tests.support.world import World, as_of_noon
 
 D = date(2026, 11, 20)
@@ -60,7 +61,7 @@ class TestHold:
         warned = world.add_number(D - timedelta(days=83))
         due = world.add_number(D - timedelta(days=93))
         world.add_warning(due, 7, final_on=D - timedelta(days=10))
-        world.add_warning(warned, 14, state="pending")
+        world.add_warning(warned, 14, state=WarningState.PENDING)
         for msisdn in (warned, due):
             Safeguards.of(world.database, world.settings, world.clock).hold(msisdn, CARE)
         assert world.warnings_of(warned) == [(1, 14, "cancelled")]
@@ -171,7 +172,7 @@ class TestTransfer:
     def test_transfer_with_both_consents(self, world: World) -> None:
         """Both references stored; old warnings cancelled; audit names the previous owner."""
         msisdn = world.add_number(D - timedelta(days=83), owner_id="alice")
-        world.add_warning(msisdn, 7, state="pending")
+        world.add_warning(msisdn, 7, state=WarningState.PENDING)
         Safeguards.of(world.database, world.settings, world.clock).transfer(
             msisdn,
             CARE,

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from jobs.database.schema import warnings
 from jobs.sending.dispatcher import Dispatcher
+from jobs.vocabulary import WarningState
 from notifier.console import ConsoleGateway
 from notifier.gateway import (
     Gateway,
@@ -74,7 +75,9 @@ class TestConsoleSend:
         )
         # The import itself cancels it; make the sender's own re-check do the work instead.
         with world.database.write() as connection:
-            connection.execute(sa.update(warnings).values(state="pending", cancel_reason=None))
+            connection.execute(
+                sa.update(warnings).values(state=WarningState.PENDING, cancel_reason=None)
+            )
         gateway = InMemoryGateway()
         report = dispatcher(world, gateway).drain()
         assert (report.sent, report.cancelled) == (0, 1)
@@ -196,7 +199,7 @@ class TestOperatorSide:
         assert world.warning_states() == {"blocked": 1, "pending": 19}
         with world.database.read() as connection:
             attempts = connection.execute(
-                sa.select(warnings.c.attempts).where(warnings.c.state == "blocked")
+                sa.select(warnings.c.attempts).where(warnings.c.state == WarningState.BLOCKED)
             ).scalar_one()
         assert attempts == 0
 

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from jobs.database.locks import RUN_LOCK_KEY, run_lock
 from jobs.database.schema import runs, warnings
 from jobs.inspection import status_view
+from jobs.vocabulary import RunOutcome, WarningState
 from tests.support.world import World
 
 D = date(2026, 11, 25)
@@ -71,7 +72,9 @@ class TestRefusals:
         with world.database.write() as connection:
             connection.execute(
                 sa.update(warnings).values(
-                    state="blocked", error_code="20003", error_message="20003: Authenticate"
+                    state=WarningState.BLOCKED,
+                    error_code="20003",
+                    error_message="20003: Authenticate",
                 )
             )
         problem = checks(world)["gateway"]
@@ -88,7 +91,9 @@ class TestRefusals:
             connection.execute(
                 sa.update(warnings)
                 .where(warnings.c.id.in_(ids[:8]))
-                .values(state="failed", error_code="21211", final_at=now, final_on=now.date())
+                .values(
+                    state=WarningState.FAILED, error_code="21211", final_at=now, final_on=now.date()
+                )
             )
         problem = checks(world)["send_failures"]
         assert problem == (
@@ -99,7 +104,7 @@ class TestRefusals:
             connection.execute(
                 sa.update(warnings)
                 .where(warnings.c.id.in_(ids[3:]))
-                .values(state="sent", final_at=now, final_on=now.date())
+                .values(state=WarningState.SENT, final_at=now, final_on=now.date())
             )
         assert checks(world)["send_failures"] is None
 
@@ -115,7 +120,7 @@ class TestRunsThatDiedUnrecorded:
                     as_of=D,
                     dry_run=False,
                     started_at=started,
-                    outcome="running",
+                    outcome=RunOutcome.RUNNING,
                     actor="test",
                     host=socket.gethostname(),
                     pid=pid,
