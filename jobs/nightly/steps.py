@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -73,17 +74,31 @@ def _past_grace(scope: RunScope) -> ColumnElement[bool]:
     return numbers.c.validity_end < scope.grace_cutoff
 
 
-def _notice_given(scope: RunScope) -> ColumnElement[bool]:
-    return (
-        sa.exists()
-        .where(
+def _probe(select: sa.Select[Any], *tables: sa.Table) -> ColumnElement[Any]:
+    """A question about one number's current cycle ("has it a warning of this stage?") asked
+    as one index probe per number: a scalar subquery with LIMIT 1, which the planner can
+    neither turn into a join nor answer by hashing the whole table. As EXISTS, it may become
+    an anti join or a hashed subplan that reads every warning or audit event ever written, so
+    that a night's cost grows with years of history (tests/benchmarks/history.py), or, with
+    stale statistics, a nested loop comparing each number with all of them
+    (tests/integration/test_query_plans.py)."""
+    return select.limit(1).correlate(*(tables or (numbers,))).scalar_subquery()
+
+
+def _notice_warning(scope: RunScope) -> ColumnElement[Any]:
+    """A warning of the number's cycle that gave the minimum notice for D (or NULL)."""
+    return _probe(
+        sa.select(warnings.c.id).where(
             warnings.c.msisdn == numbers.c.msisdn,
             warnings.c.cycle == numbers.c.cycle,
             warnings.c.state.in_(NOTICE_STATES),
             warnings.c.final_on <= scope.notice_cutoff,
         )
-        .correlate(numbers)
     )
+
+
+def _notice_given(scope: RunScope) -> ColumnElement[bool]:
+    return _notice_warning(scope).is_not(None)
 
 
 def _warning_values(
@@ -188,15 +203,15 @@ def queue_warnings(connection: Connection, scope: RunScope) -> None:
     """Queue the due stage for every owned, unheld number inside the warning stages, unless its
     cycle already has that stage or a more urgent one."""
     window_end = scope.grace_cutoff + timedelta(days=scope.rules.earliest_stage)
-    already_warned = (
-        sa.exists()
-        .where(
+    already_warned = _probe(
+        sa.select(warnings.c.id).where(
             warnings.c.msisdn == numbers.c.msisdn,
             warnings.c.cycle == numbers.c.cycle,
             warnings.c.stage <= text_frames.c.stage,
-        )
-        .correlate(numbers, text_frames)
-    )
+        ),
+        numbers,
+        text_frames,
+    ).is_not(None)
     chosen = (
         _warning_values(scope, text_frames.c.stage, text_frames.c.grace_end)
         .select_from(
@@ -220,11 +235,11 @@ def queue_warnings(connection: Connection, scope: RunScope) -> None:
 
 def queue_final_notices(connection: Connection, scope: RunScope) -> None:
     """Queue a final notice for every number past grace end whose cycle has no warning at all."""
-    any_warning = (
-        sa.exists()
-        .where(warnings.c.msisdn == numbers.c.msisdn, warnings.c.cycle == numbers.c.cycle)
-        .correlate(numbers)
-    )
+    any_warning = _probe(
+        sa.select(warnings.c.id).where(
+            warnings.c.msisdn == numbers.c.msisdn, warnings.c.cycle == numbers.c.cycle
+        )
+    ).is_not(None)
     chosen = (
         _warning_values(
             scope,
@@ -399,32 +414,13 @@ run_deferrals = sa.Table(
 def audit_deferrals(connection: Connection, scope: RunScope) -> None:
     """Record, once per number and cycle, that its recycle waits for the minimum notice (the
     numbers are chosen first, then their events written: see ``run_queue``)."""
-    # Both "no notice given" and "not deferred yet" are asked as scalar subqueries, one index
-    # probe per number past grace: as NOT EXISTS, the planner may turn them into anti joins
-    # and, with statistics taken before the warnings or the deferral events grew, compare each
-    # number with all of them (tests/integration/test_query_plans.py).
-    notice = (
-        sa.select(warnings.c.id)
-        .where(
-            warnings.c.msisdn == numbers.c.msisdn,
-            warnings.c.cycle == numbers.c.cycle,
-            warnings.c.state.in_(NOTICE_STATES),
-            warnings.c.final_on <= scope.notice_cutoff,
-        )
-        .limit(1)
-        .correlate(numbers)
-        .scalar_subquery()
-    )
-    already = (
-        sa.select(audit_events.c.id)
-        .where(
+    # "Not deferred yet in this cycle": a probe of the partial index of deferral events.
+    already = _probe(
+        sa.select(audit_events.c.id).where(
             audit_events.c.msisdn == numbers.c.msisdn,
             audit_events.c.event_type == AuditEvent.RECYCLE_DEFERRED,
             audit_events.c.cycle == numbers.c.cycle,
         )
-        .limit(1)
-        .correlate(numbers)
-        .scalar_subquery()
     )
     if connection.dialect.name == "sqlite":
         connection.exec_driver_sql("DROP TABLE IF EXISTS temp.run_deferrals")
@@ -434,7 +430,13 @@ def audit_deferrals(connection: Connection, scope: RunScope) -> None:
             ["msisdn", "owner_id", "cycle", "validity_end"],
             sa.select(
                 numbers.c.msisdn, numbers.c.owner_id, numbers.c.cycle, numbers.c.validity_end
-            ).where(_owned, _not_held, _past_grace(scope), notice.is_(None), already.is_(None)),
+            ).where(
+                _owned,
+                _not_held,
+                _past_grace(scope),
+                _notice_warning(scope).is_(None),
+                already.is_(None),
+            ),
         )
     )
     reason = (
