@@ -80,8 +80,8 @@ class TestScheduledRun:
                     return str(response.read().decode())
 
             # The figures are refreshed once the sender has recorded what it sent.
-            wait_until(lambda: "recycler_outbox_warnings{state=WarningState.SENT} 3.0" in scraped())
-            assert "recycler_last_run_outcome{outcome=RunOutcome.SUCCEEDED} 1.0" in scraped()
+            wait_until(lambda: 'recycler_outbox_warnings{state="sent"} 3.0' in scraped())
+            assert 'recycler_last_run_outcome{outcome="succeeded"} 1.0' in scraped()
         finally:
             daemon.process.send_signal(signal.SIGTERM)
             stopped = daemon.finish(timeout=60)

@@ -102,10 +102,10 @@ class TestMetricsTextfile:
         result = recycler("run", env=environment(world.url, metrics_textfile=str(textfile)))
         assert result.code == 0, result
         text = textfile.read_text()
-        assert "recycler_last_run_outcome{outcome=RunOutcome.SUCCEEDED} 1.0" in text
+        assert 'recycler_last_run_outcome{outcome="succeeded"} 1.0' in text
         assert 'recycler_last_run_warnings_queued{stage="7"} 1.0' in text
         assert 'recycler_last_run_numbers{kind="recycled"} 0.0' in text
-        assert "recycler_outbox_warnings{state=WarningState.PENDING} 1.0" in text
+        assert 'recycler_outbox_warnings{state="pending"} 1.0' in text
         assert "recycler_last_successful_run_timestamp_seconds" in text
 
 
