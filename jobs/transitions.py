@@ -22,6 +22,7 @@ from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -38,6 +39,15 @@ ending_cycles = sa.Table(
     _work_metadata,
     sa.Column("msisdn", numbers.c.msisdn.type, primary_key=True),
     sa.Column("cycle", sa.Integer, nullable=False),
+    prefixes=["TEMPORARY"],
+    postgresql_on_commit="DROP",
+)
+
+
+ending_warnings = sa.Table(
+    "ending_warnings",
+    _work_metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
     prefixes=["TEMPORARY"],
     postgresql_on_commit="DROP",
 )
@@ -79,15 +89,7 @@ def end_cycles(
         )
     )
     analyse(connection, ending_cycles)
-    connection.execute(
-        sa.update(warnings)
-        .where(
-            warnings.c.msisdn == ending_cycles.c.msisdn,
-            warnings.c.cycle == ending_cycles.c.cycle,
-            warnings.c.state.in_(OPEN_STATES),
-        )
-        .values(state=WarningState.CANCELLED, cancel_reason=reason, lease_expires_at=None)
-    )
+    _cancel_open_warnings(connection, reason)
     ended = connection.execute(
         sa.update(numbers)
         .where(numbers.c.msisdn == ending_cycles.c.msisdn, condition)
@@ -99,3 +101,47 @@ def end_cycles(
 def grace_end_of(validity_end: ColumnElement[date], rules: Rules) -> ColumnElement[date]:
     """``Rules.grace_end`` in SQL: E = V + grace_days, for a column of validity ends."""
     return add_days(validity_end, rules.grace_days)
+
+
+def _cancel_open_warnings(connection: Connection, reason: CycleEnd) -> None:
+    """Cancel the unsent warnings of the cycles in ``ending_cycles``.
+
+    On PostgreSQL the warnings are found from the numbers, one index probe per number (a
+    LATERAL subquery behind OFFSET 0, which the planner neither flattens into a join nor turns
+    around), into a work table of their ids, and then updated by primary key. Joined in one
+    UPDATE, a night that had just queued two million warnings, on statistics that said no
+    warning was open, was planned as a loop over the warnings that rescanned every ending cycle
+    for each one (seen at ten million numbers; tests/integration/test_query_plans.py). SQLite's
+    planner walks the small table and probes the index by itself.
+    """
+    open_warning = sa.and_(
+        warnings.c.msisdn == ending_cycles.c.msisdn,
+        warnings.c.cycle == ending_cycles.c.cycle,
+        warnings.c.state.in_(OPEN_STATES),
+    )
+    cancelled = {
+        "state": WarningState.CANCELLED,
+        "cancel_reason": reason,
+        "lease_expires_at": None,
+    }
+    if connection.dialect.name != "postgresql":
+        connection.execute(sa.update(warnings).where(open_warning).values(**cancelled))
+        return
+    work_table(connection, ending_warnings)
+    probe = (
+        sa.select(warnings.c.id.label("id")).where(open_warning).offset(0).lateral("open_warning")
+    )
+    connection.execute(
+        ending_warnings.insert().from_select(
+            ["id"], sa.select(probe.c.id).select_from(ending_cycles.join(probe, sa.true()))
+        )
+    )
+    # By primary key, from an array made once: an index scan whatever the statistics say of
+    # either table (joined, a loop could rescan the work table for every warning).
+    chosen = sa.cast(
+        sa.select(sa.func.array_agg(ending_warnings.c.id)).scalar_subquery(),
+        postgresql.ARRAY(sa.Integer),
+    )
+    connection.execute(
+        sa.update(warnings).where(warnings.c.id == sa.any_(chosen)).values(**cancelled)
+    )

@@ -53,6 +53,8 @@ SMALL = 300
 # Work tables whose size does not follow the base: the run's texts, one per language and day of
 # the warning window (a few dozen rows whatever the base).
 BOUNDED = frozenset({"run_text_frames"})
+# Work tables of jobs/transitions.py: as large as the set of numbers a statement changes.
+WORK = frozenset({"ending_cycles", "ending_warnings"})
 
 
 @dataclass
@@ -89,7 +91,7 @@ def _grows(relation: str | None, sizes: dict[str, int], target: str | None) -> b
         return False
     if relation in BOUNDED:
         return False
-    if relation.startswith(("staging_", "run_")):
+    if relation.startswith(("staging_", "run_")) or relation in WORK:
         return True
     return relation in GROWING and (sizes.get(relation, 0) > SMALL or relation == target)
 
