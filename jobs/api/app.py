@@ -280,11 +280,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        # The endpoints read the database in worker threads: as many threads as connections,
-        # so that a burst waits in the event loop's queue, not in threads that each hold a
-        # place and wait for a connection (or open one more, and close it again).
+        # The check runs on the event loop; the other endpoints (the token endpoint's Argon2
+        # check, health) in worker threads: as many threads as connections, so that a burst
+        # waits in the loop's queue, not in threads that each wait for a connection.
         to_thread.current_default_thread_limiter().total_tokens = settings.api_database_connections
         yield
+        await database.dispose_async()
 
     app = FastAPI(
         lifespan=lifespan,
