@@ -23,7 +23,7 @@ from jobs.safeguards.reassigned import answer_on
 from jobs.settings import Settings
 from jobs.vocabulary import Verdict
 
-__all__ = ["CheckResult", "answer_and_record", "check_number", "checks_of"]
+__all__ = ["CheckResult", "answer_and_record", "checks_of"]
 
 
 @dataclass(frozen=True)
@@ -33,29 +33,6 @@ class CheckResult:
     recycled: bool | None
     status: int  # as the API answers it
     code: str | None  # the CAMARA error code, when refused
-
-
-def check_number(
-    database: Database,
-    settings: Settings,
-    *,
-    now: datetime,
-    client_id: str,
-    msisdn: str,
-    specified_date: date,
-    correlator: str,
-) -> CheckResult:
-    """Answer a client's check and record it (see ``answer_and_record``)."""
-    with database.each_statement() as connection:
-        return answer_and_record(
-            connection,
-            settings,
-            now=now,
-            client_id=client_id,
-            msisdn=msisdn,
-            specified_date=specified_date,
-            correlator=correlator,
-        )
 
 
 def answer_and_record(

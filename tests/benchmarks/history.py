@@ -26,7 +26,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -41,13 +41,12 @@ from jobs.database.engine import Database  # noqa: E402
 from jobs.inspection import number_view, status_view  # noqa: E402
 from jobs.safeguards.reassigned import reassigned  # noqa: E402
 from jobs.settings import Settings  # noqa: E402
-from tests.benchmarks.exports import msisdn_at, subscriber_export, topup_export  # noqa: E402
+from tests.benchmarks.exports import msisdn_at  # noqa: E402
 from tests.benchmarks.nightly import (  # noqa: E402
     HEADER,
     Step,
+    bench_import,
     pretend_sent_and_fresh,
-    run_seconds,
-    timed,
 )
 
 ZONE = ZoneInfo("Asia/Phnom_Penh")
@@ -103,34 +102,6 @@ def with_history(url: str) -> Step:
     return Step("write 2 years of history", time.perf_counter() - started, 0.0, int(rows))
 
 
-def nights(url: str, subscribers: int, folder: Path, history: bool) -> list[Step]:
-    today = datetime.now(ZONE).date()
-    first_day = today - timedelta(days=1)
-    database = Database(url)
-    steps = [timed("db upgrade", 0, url, "db", "upgrade")]
-    export = subscriber_export(folder / "subscribers.csv", subscribers, first_day)
-    steps.append(
-        timed("import subscribers", subscribers, url, "import", "subscribers", str(export))
-    )
-    feed_rows = max(subscribers // 10, 1)
-    feed = topup_export(folder / "topups-1.csv", feed_rows, subscribers, first_day - timedelta(1))
-    steps.append(timed("import top-ups (10%)", feed_rows, url, "import", "topups", str(feed)))
-    if history:
-        steps.append(with_history(url))
-    first = timed("first night's run", subscribers, url, "run", "--date", first_day.isoformat())
-    first.inner_seconds = run_seconds(database)
-    steps.append(first)
-    pretend_sent_and_fresh(database, first_day)
-    daily = max(subscribers * 26 // 1000, 1)
-    feed = topup_export(folder / "topups-2.csv", daily, subscribers, first_day, seed=3, prefix="TV")
-    steps.append(timed("import next day's top-ups", daily, url, "import", "topups", str(feed)))
-    second = timed("next night's run", subscribers, url, "run", "--date", today.isoformat())
-    second.inner_seconds = run_seconds(database)
-    steps.append(second)
-    database.dispose()
-    return steps
-
-
 def lookups(url: str, subscribers: int) -> None:
     """One number's story, the reassigned check and the status, timed in the process."""
     os.environ["RECYCLER_DATABASE_URL"] = url
@@ -177,7 +148,14 @@ def main() -> None:
         print(HEADER)
         try:
             with tempfile.TemporaryDirectory() as folder:
-                for step in nights(url, arguments.subscribers, Path(folder), history):
+                steps = bench_import(
+                    url,
+                    arguments.subscribers,
+                    Path(folder),
+                    before_first_night=with_history if history else None,
+                    between_nights=pretend_sent_and_fresh,
+                )
+                for step in steps:
                     print(step.line(), flush=True)
             if history:
                 print()

@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -134,8 +135,18 @@ def topup_file(database: Database, folder: Path, count: int, day: date) -> Path:
     return path
 
 
-def bench_import(url: str, subscribers: int, folder: Path) -> list[Step]:
-    """The import path: export, top-ups, first night, next day's top-ups, next night."""
+def bench_import(
+    url: str,
+    subscribers: int,
+    folder: Path,
+    *,
+    before_first_night: Callable[[str], Step] | None = None,
+    between_nights: Callable[[Database, date], None] | None = None,
+) -> list[Step]:
+    """The import path: export, top-ups, first night, next day's top-ups, next night.
+    ``before_first_night`` adds a timed step on the database before the first night, and
+    ``between_nights`` changes it after the first night (tests/benchmarks/history.py writes
+    years of history, then has everything sent)."""
     today = datetime.now(ZONE).date()
     first_day = today - timedelta(days=1)
     database = Database(url)
@@ -147,10 +158,15 @@ def bench_import(url: str, subscribers: int, folder: Path) -> list[Step]:
     feed_rows = max(subscribers // 10, 1)
     feed = topup_export(folder / "topups-1.csv", feed_rows, subscribers, first_day - timedelta(1))
     steps.append(timed("import top-ups (10%)", feed_rows, url, "import", "topups", str(feed)))
+    if before_first_night is not None:
+        steps.append(before_first_night(url))
     first = timed("first night's run", subscribers, url, "run", "--date", first_day.isoformat())
     first.inner_seconds = run_seconds(database)
     steps.append(first)
-    # Nothing is sent between the nights: the next night meets every warning still pending.
+    # By default nothing is sent between the nights: the next night meets every warning still
+    # pending.
+    if between_nights is not None:
+        between_nights(database, first_day)
     daily = max(subscribers * 26 // 1000, 1)  # 2.6% of the base tops up in a day
     feed = topup_export(folder / "topups-2.csv", daily, subscribers, first_day, seed=3, prefix="TV")
     steps.append(timed("import next day's top-ups", daily, url, "import", "topups", str(feed)))

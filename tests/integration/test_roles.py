@@ -9,7 +9,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from jobs.checking.records import check_number
+from jobs.checking.records import answer_and_record
 from jobs.database.engine import Database
 from jobs.database.migrate import upgrade
 from jobs.safeguards.reassigned import answer_on
@@ -83,15 +83,17 @@ class TestLeastPrivilege:
             with api.database.write() as connection:
                 answer = answer_on(connection, api.settings, ADDED_ON, msisdn, ADDED_ON)
             assert answer.verdict is Verdict.SAME_OWNER
-            result = check_number(
-                api.database,
-                api.settings,
-                now=api.clock.now(),
-                client_id="bank",
-                msisdn=msisdn,
-                specified_date=ADDED_ON,
-                correlator="c-1",
-            )
+            # As the API records a check: each statement its own transaction.
+            with api.database.each_statement() as connection:
+                result = answer_and_record(
+                    connection,
+                    api.settings,
+                    now=api.clock.now(),
+                    client_id="bank",
+                    msisdn=msisdn,
+                    specified_date=ADDED_ON,
+                    correlator="c-1",
+                )
             assert (result.status, result.recycled) == (200, False)
             with api.database.engine.connect() as connection:
                 for statement in (
