@@ -26,6 +26,7 @@ from jobs.errors import NumberNotFound
 from jobs.nightly.records import COMPLETED, run_history
 from jobs.phone import number_from_user
 from jobs.rules import Phase, Rules, phase
+from jobs.safeguards.requests import requests_of
 from jobs.sending.outbox import depth
 from jobs.settings import Settings, latest_fire_time
 from jobs.vocabulary import NOTICE_STATES, RunOutcome, WarningState
@@ -341,6 +342,8 @@ class NumberView:
     events: list[dict[str, Any]]
     # Who asked about the number through the reassigned API, and what they were told.
     checks: list[dict[str, Any]] = field(default_factory=list)
+    # Every request to take it from its owner: evidence, notice, decision (four eyes).
+    requests: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The machine-readable view."""
@@ -359,6 +362,7 @@ class NumberView:
             "ownerships": self.ownerships,
             "events": self.events,
             "checks": self.checks,
+            "requests": self.requests,
         }
 
 
@@ -377,6 +381,7 @@ def number_view(
             warnings,
             msisdn,
             "id",
+            "kind",
             "cycle",
             "stage",
             "state",
@@ -426,6 +431,9 @@ def number_view(
             "code",
             "correlator",
         )
+        requests = [
+            request.to_json() for request in requests_of(connection, clock.now(), msisdn=msisdn)
+        ]
         events = [
             {key: value for key, value in event.items() if value is not None}
             for event in _story(
@@ -473,4 +481,5 @@ def number_view(
         ownerships=ownership_list,
         events=events,
         checks=checks,
+        requests=requests,
     )

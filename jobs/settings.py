@@ -309,6 +309,25 @@ class Settings(BaseSettings):
     metrics_textfile: Path | None = Field(
         default=None, description="one-shot commands write Prometheus metrics to this file"
     )
+    care_line: str = Field(
+        default="888",
+        min_length=1,
+        max_length=20,
+        pattern=r"^\+?[0-9][0-9 ]*$",
+        description="the care line an owner calls to object to a request for their number",
+    )
+    transfer_cooloff_hours: float = Field(
+        default=24,
+        ge=0,
+        le=24 * 30,
+        description="hours between a transfer request and its earliest approval; 0: none",
+    )
+    transfer_request_ttl_days: int = Field(
+        default=7, ge=1, le=90, description="a request not decided in this many days expires"
+    )
+    max_transfer_requests_per_actor_per_day: int = Field(
+        default=20, ge=1, le=10_000, description="requests one actor may open in a local day"
+    )
     api_host: str = Field(default="127.0.0.1", description="where `recycler api` listens")
     api_port: int = Field(default=8080, ge=1, le=65535, description="its port")
     api_public_url: str | None = Field(

@@ -19,9 +19,13 @@ __all__ = [
     "Guard",
     "ImportKind",
     "Language",
+    "MessageKind",
     "OwnershipEnd",
     "OwnershipStart",
     "PoolLeave",
+    "RequestDecision",
+    "RequestKind",
+    "RequestState",
     "RunOutcome",
     "Verdict",
     "WarningState",
@@ -52,6 +56,41 @@ OPEN_STATES = (WarningState.PENDING, WarningState.SENDING, WarningState.BLOCKED)
 NOTICE_STATES = (WarningState.SENT, WarningState.DELIVERED, WarningState.FAILED)
 # What a sender may claim once it is due.
 CLAIMABLE_STATES = (WarningState.PENDING, WarningState.BLOCKED)
+
+
+class MessageKind(StrEnum):
+    """What a message in the outbox is. Warnings belong to a number's cycle and speak of its
+    grace end; an owner's notice belongs to no cycle (its cycle and stage are empty), so that
+    nothing the cycle rules count (notice given, stages already warned) can ever include it."""
+
+    WARNING = "warning"
+    # To the number itself: a request to take the number from its owner has been made.
+    OWNER_NOTICE = "owner_notice"
+
+
+class RequestKind(StrEnum):
+    """What a four-eyes request asks for; each is the ownership start cause it makes."""
+
+    TRANSFER = "transfer"  # to a new owner, with both owners' consent
+    REINSTATEMENT = "reinstatement"  # back to the recorded previous owner, taken from the holder
+
+
+class RequestDecision(StrEnum):
+    """How a request ended, by a person: one decision per request, never changed."""
+
+    APPROVED = "approved"  # by someone other than the requester, and carried out
+    REJECTED = "rejected"
+    OBJECTED = "objected"  # the owner called the care line: the number is on hold
+
+
+class RequestState(StrEnum):
+    """Where a request stands: its decision, or pending, or expired without one."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    OBJECTED = "objected"
+    EXPIRED = "expired"
 
 
 class RunOutcome(StrEnum):
@@ -138,6 +177,16 @@ class AuditEvent(StrEnum):
     TOPUP_APPLIED = "topup.applied"
     TOPUP_NOT_LATER = "topup.not_later"  # a top-up that did not move the validity end
     VALIDITY_EXTENDED = "validity.extended"  # a subscriber file moved the validity end later
+    # The four-eyes workflow: a request to take a number from its owner, and its end.
+    REQUEST_OPENED = "request.opened"
+    REQUEST_APPROVED = "request.approved"
+    REQUEST_REJECTED = "request.rejected"
+    REQUEST_OBJECTED = "request.objected"
+    REQUEST_REFUSED = "request.refused"  # not opened: the actor reached the day's limit
+    NOTICE_SENT = "notice.sent"  # the owner's notice left, or failed for good
+    NOTICE_FAILED = "notice.failed"
+    NOTICE_BLOCKED = "notice.blocked"
+    NOTICE_CANCELLED = "notice.cancelled"
     WARNING_BLOCKED = "warning.blocked"
     WARNING_CANCELLED = "warning.cancelled"
     WARNING_FAILED = "warning.failed"
@@ -161,6 +210,10 @@ class CycleEnd(StrEnum):
     RELEASED = "released"
     # Claimed by a sender whose re-check found the cycle ended since it was queued.
     SUPERSEDED = "superseded"
+    # An owner's notice not sent: its request was rejected or objected to first, or the number
+    # no longer belongs to the owner it was written to.
+    REQUEST_ENDED = "request_ended"
+    OWNER_CHANGED = "owner_changed"
 
 
 class Guard(StrEnum):

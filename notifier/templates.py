@@ -12,7 +12,7 @@ from __future__ import annotations
 import string
 import tomllib
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, time
 from enum import StrEnum
 from pathlib import Path
 
@@ -40,16 +40,24 @@ class TemplateError(Exception):
 
 
 class TemplateKind(StrEnum):
-    """Which text: a warning before grace end, or the final notice of the minimum-notice rule."""
+    """Which text: a warning before grace end, the final notice of the minimum-notice rule, or
+    the owner's notice of a request to take the number (a transfer, a forced reinstatement)."""
 
     WARNING = "warning"
     FINAL_NOTICE = "final_notice"
+    TRANSFER_NOTICE = "transfer_notice"
+    REINSTATEMENT_NOTICE = "reinstatement_notice"
 
 
+_OWNER_NOTICE = {_NUMBER, "requested_on", "care_line", "deadline"}
 _PLACEHOLDERS = {
     TemplateKind.WARNING: {_NUMBER, "grace_end"},
     TemplateKind.FINAL_NOTICE: {_NUMBER, "resale_from"},
+    TemplateKind.TRANSFER_NOTICE: _OWNER_NOTICE,
+    TemplateKind.REINSTATEMENT_NOTICE: _OWNER_NOTICE,
 }
+# The longest care line the settings accept, for the length check made at load time.
+LONGEST_CARE_LINE = "+" + "9" * 19
 
 
 @dataclass(frozen=True)
@@ -78,12 +86,19 @@ class TextFrame:
 class _Language:
     code: str
     date_pattern: str
+    moment_pattern: str
     months: tuple[str, ...]
     texts: dict[TemplateKind, str]
 
     def format_date(self, day: date) -> str:
         return self.date_pattern.format(
             day=day.day, month=self.months[day.month - 1], year=day.year
+        )
+
+    def format_moment(self, moment: datetime) -> str:
+        """A local date and time, to the minute."""
+        return self.moment_pattern.format(
+            time=f"{moment.hour:02d}:{moment.minute:02d}", date=self.format_date(moment.date())
         )
 
 
@@ -122,18 +137,33 @@ class TemplateBook:
         resale_from: date | None = None,
     ) -> TextFrame:
         """The text of one kind in one language with every value but the number filled in."""
-        try:
-            chosen = self._languages[language]
-        except KeyError:
-            raise TemplateError(f"no templates for language {language!r}") from None
-        values = {
-            "grace_end": chosen.format_date(grace_end) if grace_end else "",
-            "resale_from": chosen.format_date(resale_from) if resale_from else "",
-        }
-        marker = "\x00"
-        text = chosen.texts[kind].format(number=marker, **values)
-        prefix, suffix = text.split(marker)
-        return TextFrame(prefix, suffix, encoding_of(prefix + suffix))
+        chosen = self._language(language)
+        return self._frame(
+            chosen,
+            kind,
+            grace_end=chosen.format_date(grace_end) if grace_end else "",
+            resale_from=chosen.format_date(resale_from) if resale_from else "",
+        )
+
+    def owner_notice(
+        self,
+        language: str,
+        kind: TemplateKind,
+        *,
+        requested_on: date,
+        care_line: str,
+        deadline: datetime,
+    ) -> TextFrame:
+        """The owner's notice of a request, every value but the number filled in; `deadline`
+        is a local date and time (the end of the cool-off)."""
+        chosen = self._language(language)
+        return self._frame(
+            chosen,
+            kind,
+            requested_on=chosen.format_date(requested_on),
+            care_line=care_line,
+            deadline=chosen.format_moment(deadline),
+        )
 
     def render(
         self,
@@ -156,12 +186,34 @@ class TemplateBook:
             segments=frame.segments_for(number),
         )
 
+    def _language(self, language: str) -> _Language:
+        try:
+            return self._languages[language]
+        except KeyError:
+            raise TemplateError(f"no templates for language {language!r}") from None
+
+    @staticmethod
+    def _frame(chosen: _Language, kind: TemplateKind, **values: str) -> TextFrame:
+        marker = "\x00"
+        text = chosen.texts[kind].format(number=marker, **values)
+        prefix, suffix = text.split(marker)
+        return TextFrame(prefix, suffix, encoding_of(prefix + suffix))
+
     def _check_lengths(self) -> None:
         for code, language in self._languages.items():
             longest_month = max(range(12), key=lambda month: len(language.months[month]))
             longest_date = date(2099, longest_month + 1, _LONGEST_DAY)
+            longest = language.format_date(longest_date)
             for kind in TemplateKind:
-                frame = self.frame(code, kind, grace_end=longest_date, resale_from=longest_date)
+                frame = self._frame(
+                    language,
+                    kind,
+                    grace_end=longest,
+                    resale_from=longest,
+                    requested_on=longest,
+                    care_line=LONGEST_CARE_LINE,
+                    deadline=language.format_moment(datetime.combine(longest_date, time(23, 59))),
+                )
                 parts = frame.segments_for(LONGEST_NUMBER)
                 if parts > self.max_segments:
                     raise TemplateError(
@@ -178,6 +230,7 @@ def _read(path: Path) -> _Language:
     try:
         code = str(data["language"])
         date_pattern = str(data["date"])
+        moment_pattern = str(data["moment"])
         months = tuple(str(month) for month in data["months"])
         texts = {kind: str(data[kind.value]) for kind in TemplateKind}
     except KeyError as error:
@@ -191,4 +244,4 @@ def _read(path: Path) -> _Language:
             raise TemplateError(f"{path.name}: {kind} has unknown placeholders {sorted(unknown)}")
         if names.count(_NUMBER) != 1:
             raise TemplateError(f"{path.name}: {kind} must contain {{number}} exactly once")
-    return _Language(code, date_pattern, months, texts)
+    return _Language(code, date_pattern, moment_pattern, months, texts)

@@ -20,7 +20,7 @@ from jobs.cli.safeguards import (
     reassigned_group,
     reinstate_command,
     release_command,
-    transfer_command,
+    transfer_group,
 )
 from jobs.cli.sending import send_command
 
@@ -56,7 +56,7 @@ cli.add_command(send_command)
 cli.add_command(daemon_command)
 cli.add_command(hold_command)
 cli.add_command(release_command)
-cli.add_command(transfer_command)
+cli.add_command(transfer_group)
 cli.add_command(reinstate_command)
 cli.add_command(pool_group)
 cli.add_command(reassigned_group)

@@ -97,7 +97,31 @@ def _print_number(app: App, view: NumberView) -> None:
         app,
         "Warnings",
         view.warnings,
-        ("cycle", "stage", "state", "queued_on", "final_on", "cancel_reason", "error_code"),
+        ("kind", "cycle", "stage", "state", "queued_on", "final_on", "cancel_reason", "error_code"),
+    )
+    _print_rows(
+        app,
+        f"Requests to take it from its owner ({app.settings.timezone})",
+        [
+            _local_times(row, zone, ("requested_at", "cooloff_until", "decided_at"))
+            for row in view.requests
+        ],
+        (
+            "id",
+            "kind",
+            "state",
+            "from_owner",
+            "to_owner",
+            "requested_at",
+            "requested_by",
+            "cooloff_until",
+            "notice_state",
+            "decided_at",
+            "decided_by",
+            "consent_current",
+            "consent_new",
+            "reason",
+        ),
     )
     _print_rows(
         app, "Resale pool", view.pool, ("entered_on", "available_from", "left_on", "left_cause")

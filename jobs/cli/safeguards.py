@@ -6,9 +6,10 @@ import csv
 import json
 import sys
 from collections.abc import Iterable
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import click
 from rich.table import Table
@@ -17,10 +18,12 @@ from jobs.cli.app import DATE, App, configure, emit_json, pass_app
 from jobs.clock import local_date
 from jobs.errors import InputRefused, NumberNotFound
 from jobs.phone import number_from_user
-from jobs.safeguards.ownership import Change, Operator, Safeguards
+from jobs.safeguards.changes import Change, Operator, TakenByAnother
+from jobs.safeguards.ownership import Safeguards
 from jobs.safeguards.pool import POOL_COLUMNS, Which, pool_entries
 from jobs.safeguards.reassigned import disconnections, reassigned
-from jobs.vocabulary import Language, Verdict
+from jobs.safeguards.requests import FourEyes, Request
+from jobs.vocabulary import Language, RequestKind, Verdict
 
 _REASON = click.option("--reason", required=True, help="Why (recorded with the change).")
 _ACTOR = click.option(
@@ -79,7 +82,64 @@ def release_command(app: App, msisdn: str, reason: str, actor: str | None, as_js
     )
 
 
-@click.command("transfer")
+def _four_eyes(app: App) -> FourEyes:
+    return FourEyes.of(app.database(), app.settings, app.clock)
+
+
+def _report_request(app: App, request: Request, as_json: bool) -> None:
+    if as_json:
+        emit_json(request.to_json())
+        return
+    zone = app.settings.zone
+    what = (
+        f"transfer of {request.msisdn} from {request.from_owner} to {request.to_owner}"
+        if request.kind == RequestKind.TRANSFER
+        else f"reinstatement of {request.msisdn}: from {request.from_owner} back to "
+        f"{request.to_owner}"
+    )
+    click.echo(f"request {request.id} opened: {what}")
+    click.echo(f"  the owner's notice is queued (message {request.notice_id}): `recycler send`")
+    if request.cooloff_until > request.requested_at:
+        click.echo(f"  cool-off until {_local(request.cooloff_until, zone)}")
+    click.echo(
+        f"  someone other than {request.requested_by} approves it: "
+        f"recycler transfer approve {request.id}; it expires "
+        f"{_local(request.expires_at, zone)}"
+    )
+
+
+def _local(moment: datetime, zone: ZoneInfo) -> str:
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+
+class _NoOneStepTransfer(click.Group):
+    """``recycler transfer MSISDN --to …`` was the one-step transfer: say what replaced it."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            raise click.UsageError(
+                "a transfer is no longer made in one step: open a request with "
+                f"`recycler transfer request {args[0]} --to OWNER --consent-current REF "
+                "--consent-new REF --reason R`; someone else approves it after the cool-off",
+                ctx,
+            )
+        return super().parse_args(ctx, args)
+
+
+@click.group("transfer", cls=_NoOneStepTransfer)
+def transfer_group() -> None:
+    """Moving a number from its owner to another person: four eyes.
+
+    \b
+    request  open a request (the owner is sent a notice at once)
+    approve  someone else carries it out, after the cool-off and the notice
+    reject   end it, nothing changes
+    object   the owner objected: end it and hold the number
+    list     the requests, with their evidence, notice and outcome
+    """
+
+
+@transfer_group.command("request")
 @click.argument("msisdn")
 @click.option("--to", "to_owner", required=True, help="The new owner's id.")
 @click.option("--consent-current", required=True, help="Reference of the current owner's consent.")
@@ -87,13 +147,13 @@ def release_command(app: App, msisdn: str, reason: str, actor: str | None, as_js
 @click.option(
     "--language",
     type=click.Choice([str(language) for language in Language]),
-    help="The new owner's language.",
+    help="The new owner's language (default: the current owner's).",
 )
-@click.option("--reason", default="transfer between owners", show_default=True, help="Why.")
+@_REASON
 @_ACTOR
 @_JSON
 @pass_app
-def transfer_command(
+def transfer_request_command(
     app: App,
     msisdn: str,
     to_owner: str,
@@ -104,10 +164,11 @@ def transfer_command(
     actor: str | None,
     as_json: bool,
 ) -> None:
-    """Give an active or in-grace number to a new owner, with both owners' consent on record
-    (a number past its grace end is due for recycling, and is refused)."""
+    """Ask to give an active or in-grace number to a new owner, with both owners' consent on
+    record. The number's owner is sent a notice at once; someone else approves the request
+    after the cool-off (transfer_cooloff_hours)."""
     configure(app)
-    change = _safeguards(app).transfer(
+    request = _four_eyes(app).request_transfer(
         _number(app, msisdn),
         _operator(app, actor, reason),
         to_owner=to_owner,
@@ -115,7 +176,114 @@ def transfer_command(
         consent_new=consent_new,
         language=language,
     )
+    _report_request(app, request, as_json)
+
+
+@transfer_group.command("approve")
+@click.argument("request_id", type=int)
+@click.option("--reason", default="approved", show_default=True, help="Why (recorded).")
+@click.option(
+    "--notice-failed",
+    help="Approve although the owner's notice failed for good: how the owner was reached.",
+)
+@_ACTOR
+@_JSON
+@pass_app
+def transfer_approve_command(
+    app: App,
+    request_id: int,
+    reason: str,
+    notice_failed: str | None,
+    actor: str | None,
+    as_json: bool,
+) -> None:
+    """Carry out a request, as a second person: everything is checked again (same owner as at
+    the request, not on hold, cool-off over, the owner's notice gone, not expired)."""
+    configure(app)
+    change = _four_eyes(app).approve(
+        request_id, _operator(app, actor, reason), notice_failed=notice_failed
+    )
     _report(change, as_json)
+
+
+@transfer_group.command("reject")
+@click.argument("request_id", type=int)
+@_REASON
+@_ACTOR
+@_JSON
+@pass_app
+def transfer_reject_command(
+    app: App, request_id: int, reason: str, actor: str | None, as_json: bool
+) -> None:
+    """End a pending request; nothing changes hands."""
+    configure(app)
+    _report(_four_eyes(app).reject(request_id, _operator(app, actor, reason)), as_json)
+
+
+@transfer_group.command("object")
+@click.argument("request_id", type=int)
+@_REASON
+@_ACTOR
+@_JSON
+@pass_app
+def transfer_object_command(
+    app: App, request_id: int, reason: str, actor: str | None, as_json: bool
+) -> None:
+    """The owner objected (they called the care line): end the request and put the number on
+    hold at once."""
+    configure(app)
+    _report(_four_eyes(app).object(request_id, _operator(app, actor, reason)), as_json)
+
+
+@transfer_group.command("list")
+@click.option("--pending", is_flag=True, help="Only the requests still waiting for a decision.")
+@_JSON
+@pass_app
+def transfer_list_command(app: App, pending: bool, as_json: bool) -> None:
+    """The requests, oldest first: who asked, the evidence, the notice, who decided, and how."""
+    configure(app)
+    requests = _four_eyes(app).requests(pending=pending)
+    if as_json:
+        emit_json([request.to_json() for request in requests])
+        return
+    zone = app.settings.zone
+    table = Table(
+        title=f"Requests ({app.settings.timezone})" + (", pending" if pending else ""),
+        title_justify="left",
+    )
+    for heading in (
+        "id",
+        "number",
+        "kind",
+        "state",
+        "from",
+        "to",
+        "requested",
+        "by",
+        "cool-off until",
+        "notice",
+        "decided",
+        "decided by",
+        "reason",
+    ):
+        table.add_column(heading)
+    for request in requests:
+        table.add_row(
+            str(request.id),
+            request.msisdn,
+            request.kind,
+            request.state,
+            request.from_owner,
+            request.to_owner,
+            _local(request.requested_at, zone),
+            request.requested_by,
+            _local(request.cooloff_until, zone),
+            request.notice_state or "-",
+            _local(request.decided_at, zone) if request.decided_at else "-",
+            request.decided_by or "-",
+            request.reason,
+        )
+    app.console.print(table)
 
 
 @click.command("reinstate")
@@ -127,7 +295,8 @@ def transfer_command(
 @click.option(
     "--force",
     is_flag=True,
-    help="Also take the number back from an owner it was sold or transferred to.",
+    help="The number was sold or transferred since: open a request to take it back from its "
+    "holder, which someone else approves.",
 )
 @_ACTOR
 @_JSON
@@ -143,17 +312,21 @@ def reinstate_command(
 ) -> None:
     """Give a recycled number back to its previous owner (out of the pool, warnings re-armed).
 
-    A number already sold (or transferred) goes back only with --force: the current owner's
-    ownership then ends, recorded with the reason.
+    A number already sold (or transferred) goes back only with --force, which opens a request:
+    its holder is sent a notice, and someone else approves it (`recycler transfer approve`).
     """
     configure(app)
-    change = _safeguards(app).reinstate(
-        _number(app, msisdn),
-        _operator(app, actor, reason),
-        validity_end=validity_end,
-        force=force,
-    )
-    _report(change, as_json)
+    number = _number(app, msisdn)
+    operator = _operator(app, actor, reason)
+    try:
+        change = _safeguards(app).reinstate(number, operator, validity_end=validity_end)
+    except TakenByAnother:
+        if not force:
+            raise
+        request = _four_eyes(app).request_reinstatement(number, operator, validity_end=validity_end)
+        _report_request(app, request, as_json)
+    else:
+        _report(change, as_json)
 
 
 @click.group("pool")

@@ -39,7 +39,9 @@ def record_events(
     """
     chosen: dict[str, Any] = {
         "occurred_at": sa.literal(now, audit_events.c.occurred_at.type),
-        "event_type": sa.literal(event_type),
+        "event_type": event_type
+        if isinstance(event_type, ColumnElement)
+        else sa.literal(event_type.value),
         "msisdn": msisdn,
         "actor": sa.literal(actor),
         "reason": reason if isinstance(reason, ColumnElement) else sa.literal(reason, sa.Text),

@@ -17,9 +17,12 @@ from jobs.vocabulary import (
     AuditEvent,
     ImportKind,
     Language,
+    MessageKind,
     OwnershipEnd,
     OwnershipStart,
     PoolLeave,
+    RequestDecision,
+    RequestKind,
     RunOutcome,
     WarningState,
     one_of,
@@ -38,6 +41,8 @@ __all__ = [
     "resale_pool",
     "runs",
     "topups",
+    "transfer_decisions",
+    "transfer_requests",
     "warnings",
 ]
 
@@ -186,6 +191,9 @@ ownerships = sa.Table(
     # Since when the subscriber file says the owner has held the number: where the records of
     # the reassigned check begin, when it is earlier than the ownership's own start.
     sa.Column("owner_since", sa.Date),
+    # The approved request a transfer or a forced reinstatement carried out; one ownership per
+    # request, so that one approval cannot move a number twice.
+    sa.Column("request_id", sa.Integer),
     sa.CheckConstraint(one_of("start_cause", OwnershipStart), name="start_cause"),
     sa.CheckConstraint(
         f"start_cause <> '{OwnershipStart.TRANSFER}'"
@@ -205,6 +213,13 @@ sa.Index(
     postgresql_where=ownerships.c.ended_at.is_(None),
 )
 sa.Index(None, ownerships.c.msisdn, ownerships.c.started_at)
+sa.Index(
+    "ix_ownerships_request_id",
+    ownerships.c.request_id,
+    unique=True,
+    sqlite_where=ownerships.c.request_id.is_not(None),
+    postgresql_where=ownerships.c.request_id.is_not(None),
+)
 # The monthly export of disconnected numbers reads ownerships by the day they ended; open
 # ownerships (most rows) are left out of the index.
 sa.Index(
@@ -234,12 +249,13 @@ warnings = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("msisdn", MSISDN, nullable=False),
-    sa.Column("cycle", sa.Integer, nullable=False),
+    # Empty for an owner's notice (see kind), as are its stage and grace end.
+    sa.Column("cycle", sa.Integer),
     # Days before grace end; 0 is the final notice of the minimum-notice rule.
-    sa.Column("stage", sa.Integer, nullable=False),
+    sa.Column("stage", sa.Integer),
     sa.Column("owner_id", OWNER, nullable=False),
     sa.Column("language", sa.String(2), nullable=False),
-    sa.Column("grace_end", sa.Date, nullable=False),
+    sa.Column("grace_end", sa.Date),
     sa.Column("text", sa.Text, nullable=False),
     sa.Column("encoding", sa.String(8), nullable=False),
     sa.Column("segments", sa.Integer, nullable=False),
@@ -259,10 +275,22 @@ warnings = sa.Table(
     # The local date the warning reached a final state: the minimum-notice rule counts from it.
     sa.Column("final_on", sa.Date),
     sa.Column("cancel_reason", sa.String(32)),
+    # A warning, or an owner's notice of a request (MessageKind): the notice has no cycle, no
+    # stage and no grace end, so that no rule about a cycle's warnings ever counts it.
+    sa.Column("kind", sa.String(16), nullable=False, server_default=MessageKind.WARNING.value),
+    sa.Column("request_id", sa.Integer),
     sa.UniqueConstraint("msisdn", "cycle", "stage"),
     sa.CheckConstraint(one_of("state", WarningState), name="state"),
     sa.CheckConstraint("encoding IN ('GSM-7', 'UCS-2')", name="encoding"),
     sa.CheckConstraint("stage >= 0", name="stage"),
+    sa.CheckConstraint(one_of("kind", MessageKind), name="kind"),
+    sa.CheckConstraint(
+        f"(kind = '{MessageKind.WARNING}' AND cycle IS NOT NULL AND stage IS NOT NULL"
+        " AND grace_end IS NOT NULL AND request_id IS NULL)"
+        f" OR (kind = '{MessageKind.OWNER_NOTICE}' AND cycle IS NULL AND stage IS NULL"
+        " AND grace_end IS NULL AND request_id IS NOT NULL)",
+        name="kind_fields",
+    ),
 )
 # Senders claim due warnings oldest first: pending ones, and those blocked on the operator's side.
 sa.Index(
@@ -278,6 +306,25 @@ sa.Index(
     postgresql_where=warnings.c.state == "sending",
 )
 sa.Index(None, warnings.c.queued_by_run_id)
+# Owners' notices go before the night's warnings: senders claim the due ones first, by this
+# index, however many warnings are due.
+sa.Index(
+    "ix_warnings_due_notices",
+    warnings.c.next_attempt_at,
+    sqlite_where=sa.and_(
+        warnings.c.kind == MessageKind.OWNER_NOTICE, warnings.c.state.in_(CLAIMABLE_STATES)
+    ),
+    postgresql_where=sa.and_(
+        warnings.c.kind == MessageKind.OWNER_NOTICE, warnings.c.state.in_(CLAIMABLE_STATES)
+    ),
+)
+sa.Index(
+    "ix_warnings_request_id",
+    warnings.c.request_id,
+    unique=True,
+    sqlite_where=warnings.c.request_id.is_not(None),
+    postgresql_where=warnings.c.request_id.is_not(None),
+)
 
 resale_pool = sa.Table(
     "resale_pool",
@@ -358,6 +405,70 @@ sa.Index(
     audit_events.c.run_id,
     sqlite_where=audit_events.c.run_id.is_not(None),
     postgresql_where=audit_events.c.run_id.is_not(None),
+)
+
+# A request to take a number from the owner who has it (a transfer, or a forced reinstatement),
+# with its evidence: append-only. What became of it is its decision, a row of its own.
+transfer_requests = sa.Table(
+    "transfer_requests",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("msisdn", MSISDN, sa.ForeignKey("numbers.msisdn"), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    # The ownership the request would end: approval needs it still to be the open one.
+    sa.Column("ownership_id", sa.Integer, sa.ForeignKey("ownerships.id"), nullable=False),
+    sa.Column("from_owner", OWNER, nullable=False),
+    sa.Column("to_owner", OWNER, nullable=False),
+    sa.Column("to_language", sa.String(2), nullable=False),
+    # A reinstatement gives the number back to the owner of this earlier ownership ...
+    sa.Column("previous_ownership_id", sa.Integer, sa.ForeignKey("ownerships.id")),
+    # ... with this validity end (empty: the one that owner had).
+    sa.Column("validity_end", sa.Date),
+    sa.Column("consent_current", sa.String(128)),
+    sa.Column("consent_new", sa.String(128)),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("requested_by", ACTOR, nullable=False),
+    sa.Column("requested_at", UtcDateTime, nullable=False),
+    sa.Column("requested_on", sa.Date, nullable=False),  # local: the per-day limit counts it
+    sa.Column("cooloff_until", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+    sa.CheckConstraint(one_of("kind", RequestKind), name="kind"),
+    sa.CheckConstraint(one_of("to_language", Language), name="to_language"),
+    sa.CheckConstraint(
+        f"kind <> '{RequestKind.TRANSFER}'"
+        " OR (consent_current IS NOT NULL AND consent_new IS NOT NULL"
+        " AND length(trim(consent_current)) > 0 AND length(trim(consent_new)) > 0)",
+        name="transfer_has_both_consents",
+    ),
+    sa.CheckConstraint(
+        f"kind <> '{RequestKind.REINSTATEMENT}' OR previous_ownership_id IS NOT NULL",
+        name="reinstatement_names_owner",
+    ),
+    sa.CheckConstraint("from_owner <> to_owner", name="another_owner"),
+    sa.CheckConstraint("cooloff_until >= requested_at AND expires_at > requested_at", name="times"),
+)
+sa.Index(None, transfer_requests.c.msisdn, transfer_requests.c.id)
+sa.Index(None, transfer_requests.c.requested_by, transfer_requests.c.requested_on)
+
+# The one decision on a request (unique: of two people deciding at once, exactly one wins).
+transfer_decisions = sa.Table(
+    "transfer_decisions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "request_id",
+        sa.Integer,
+        sa.ForeignKey("transfer_requests.id"),
+        nullable=False,
+        unique=True,
+    ),
+    sa.Column("decision", sa.String(16), nullable=False),
+    sa.Column("decided_at", UtcDateTime, nullable=False),
+    sa.Column("decided_by", ACTOR, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    # An approval although the owner's notice failed for good: why that is acceptable.
+    sa.Column("notice_failed", sa.Text),
+    sa.CheckConstraint(one_of("decision", RequestDecision), name="decision"),
 )
 
 api_clients = sa.Table(

@@ -106,7 +106,7 @@ def _merge(
         .values(
             reject=sa.literal("the number belongs to owner ")
             + numbers.c.owner_id
-            + sa.literal("; ownership changes only through `recycler transfer`")
+            + sa.literal("; ownership changes only through `recycler transfer request`")
         )
     )
     connection.execute(

@@ -15,10 +15,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
 
 from jobs.database.audit import record_events
 from jobs.database.schema import numbers, warnings
-from jobs.vocabulary import CLAIMABLE_STATES, AuditEvent, CycleEnd, WarningState
+from jobs.vocabulary import CLAIMABLE_STATES, AuditEvent, CycleEnd, MessageKind, WarningState
 
 __all__ = [
     "Claimed",
@@ -114,16 +115,15 @@ def claim(
     # by primary key. As one statement (an UPDATE joined to the selection), the planner could
     # compare every chosen id with every due warning, which on a first night with no
     # statistics is the whole outbox for each claim (tests/integration/test_query_plans.py).
-    chosen = (
-        connection.execute(
-            sa.select(warnings.c.id)
-            .where(due)
-            .order_by(warnings.c.next_attempt_at, warnings.c.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
+    # Owners' notices first, by their own index: a notice of a request to take a number must
+    # not wait behind a night of warnings.
+    notices = _due_ids(connection, sa.and_(due, _NOTICE), limit)
+    chosen = notices + (
+        _due_ids(
+            connection, sa.and_(due, warnings.c.kind == MessageKind.WARNING), limit - len(notices)
         )
-        .scalars()
-        .all()
+        if len(notices) < limit
+        else []
     )
     if not chosen:
         return []
@@ -149,13 +149,33 @@ def claim(
         Claimed(row.id, row.msisdn, row.text, row.encoding, row.segments, row.attempts)
         for row in rows
     ]
-    return sorted(claimed, key=lambda item: item.warning_id)
+    first = set(notices)
+    return sorted(claimed, key=lambda item: (item.warning_id not in first, item.warning_id))
+
+
+_NOTICE = warnings.c.kind == MessageKind.OWNER_NOTICE
+
+
+def _due_ids(connection: Connection, due: ColumnElement[bool], limit: int) -> list[int]:
+    """The ids of up to `limit` due messages, oldest first, locked for this claim."""
+    return list(
+        connection.execute(
+            sa.select(warnings.c.id)
+            .where(due)
+            .order_by(warnings.c.next_attempt_at, warnings.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        .scalars()
+        .all()
+    )
 
 
 def cancel_superseded(connection: Connection, *, token: str, now: datetime, actor: str) -> set[int]:
     """Cancel the claimed warnings whose cycle has ended (top-up, recycle, hold) since they were
-    queued; they must never reach the subscriber. Returns their ids."""
-    current = (
+    queued, and the owners' notices whose number has another owner (or none) now: they must
+    never reach whoever has the number now. Returns their ids."""
+    current = sa.or_(
         sa.exists()
         .where(
             numbers.c.msisdn == warnings.c.msisdn,
@@ -163,18 +183,32 @@ def cancel_superseded(connection: Connection, *, token: str, now: datetime, acto
             numbers.c.owner_id.is_not(None),
             numbers.c.on_hold.is_(sa.false()),
         )
-        .correlate(warnings)
+        .correlate(warnings),
+        # A notice belongs to no cycle: it goes while its addressee holds the number, held or
+        # not (an objection puts the number on hold; the owner still hears of the request).
+        sa.exists()
+        .where(
+            warnings.c.kind == MessageKind.OWNER_NOTICE,
+            numbers.c.msisdn == warnings.c.msisdn,
+            numbers.c.owner_id == warnings.c.owner_id,
+        )
+        .correlate(warnings),
     )
     superseded = sa.and_(
         warnings.c.claimed_by == token,
         warnings.c.state == WarningState.CANCELLED,
-        warnings.c.cancel_reason == CycleEnd.SUPERSEDED,
+        warnings.c.cancel_reason.in_((CycleEnd.SUPERSEDED, CycleEnd.OWNER_CHANGED)),
     )
     rows = connection.execute(
         sa.update(warnings)
         .where(warnings.c.claimed_by == token, warnings.c.state == WarningState.SENDING, ~current)
         .values(
-            state=WarningState.CANCELLED, cancel_reason=CycleEnd.SUPERSEDED, lease_expires_at=None
+            state=WarningState.CANCELLED,
+            cancel_reason=sa.case(
+                (_NOTICE, sa.literal(CycleEnd.OWNER_CHANGED.value)),
+                else_=sa.literal(CycleEnd.SUPERSEDED.value),
+            ),
+            lease_expires_at=None,
         )
         .returning(warnings.c.id)
     )
@@ -186,9 +220,12 @@ def cancel_superseded(connection: Connection, *, token: str, now: datetime, acto
             superseded,
             now=now,
             actor=actor,
-            event_type=AuditEvent.WARNING_CANCELLED,
+            event_type=_by_kind(AuditEvent.WARNING_CANCELLED, AuditEvent.NOTICE_CANCELLED),
             msisdn=warnings.c.msisdn,
-            reason="its cycle ended before it was sent (top-up, recycle or hold)",
+            reason=sa.case(
+                (_NOTICE, sa.literal("the number changed owner before the notice was sent")),
+                else_=sa.literal("its cycle ended before it was sent (top-up, recycle or hold)"),
+            ),
             owner_id=warnings.c.owner_id,
             cycle=warnings.c.cycle,
             stage=warnings.c.stage,
@@ -239,10 +276,10 @@ def record_outcomes(
                 for item in chosen
             ],
         )
-        event = _OUTCOME_EVENTS.get(state)
+        events = _OUTCOME_EVENTS.get(state)
         recorded[state] = (
-            _audit_outcome(connection, chosen, state, event, now, actor)
-            if event is not None
+            _audit_outcome(connection, chosen, state, _by_kind(*events), now, actor)
+            if events is not None
             else len(chosen)
         )
     return recorded
@@ -267,10 +304,15 @@ _OUTCOME_VALUES: dict[WarningState, Callable[[datetime, date], dict[str, Any]]] 
 }
 # The outcomes that are audited one by one (a retry is not: the warning is still on its way).
 _OUTCOME_EVENTS = {
-    WarningState.SENT: AuditEvent.WARNING_SENT,
-    WarningState.FAILED: AuditEvent.WARNING_FAILED,
-    WarningState.BLOCKED: AuditEvent.WARNING_BLOCKED,
+    WarningState.SENT: (AuditEvent.WARNING_SENT, AuditEvent.NOTICE_SENT),
+    WarningState.FAILED: (AuditEvent.WARNING_FAILED, AuditEvent.NOTICE_FAILED),
+    WarningState.BLOCKED: (AuditEvent.WARNING_BLOCKED, AuditEvent.NOTICE_BLOCKED),
 }
+
+
+def _by_kind(warning: AuditEvent, notice: AuditEvent) -> ColumnElement[str]:
+    """The audit event type of a message, by its kind: a warning's or an owner notice's."""
+    return sa.case((_NOTICE, sa.literal(notice.value)), else_=sa.literal(warning.value))
 
 
 def release(connection: Connection, *, tokens: Sequence[str]) -> int:
@@ -304,7 +346,7 @@ def _audit_outcome(
     connection: Connection,
     deliveries: Sequence[Delivery],
     state: WarningState,
-    event_type: AuditEvent,
+    event_type: ColumnElement[str],
     now: datetime,
     actor: str,
 ) -> int:

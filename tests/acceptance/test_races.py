@@ -40,7 +40,8 @@ from jobs.database.schema import (
     warnings,
 )
 from jobs.importing.topups import import_topups
-from jobs.safeguards.ownership import Operator, Safeguards
+from jobs.safeguards.changes import Operator
+from jobs.safeguards.ownership import Safeguards
 from jobs.sending.dispatcher import Dispatcher
 from notifier.testing import InMemoryGateway
 from tests.support.world import World, as_of_noon

@@ -70,9 +70,18 @@ class TestSeedCase:
             refused.stderr
         )
 
-        back = recycler(
+        # Forced, it is a request: bob is told, and someone else approves it.
+        opened = recycler(
             "reinstate", national, "--reason", "paid in time", "--force", "--json", env=env
         )
+        assert opened.code == 0, opened
+        assert (
+            recycler("send", "--once", env={**env, "RECYCLER_SEND_WINDOW": "00:00-24:00"}).code == 0
+        )
+        back = recycler(
+            "transfer", "approve", str(opened.json()["id"]), "--actor", "supervisor-sok",
+            "--json", env=env,
+        )  # fmt: skip
         assert back.code == 0, back
         assert back.json()["owner_id"] == "alice"
 
@@ -81,6 +90,9 @@ class TestSeedCase:
             "number.recycled",
             "ownership.sold",
             "hold.placed",
+            "request.opened",
+            "notice.sent",
+            "request.approved",
             "ownership.reinstated",
         ]
         assert story["events"][1]["actor"] == "shop-12"
@@ -106,12 +118,18 @@ class TestRefusals:
         """A missing option is a usage error; a blank one is refused by recycler."""
         msisdn = world.add_number(today(), owner_id="alice")
         env = environment(world.url)
-        missing = recycler("transfer", msisdn, "--to", "bob", "--consent-current", "C1", env=env)
+        missing = recycler(
+            "transfer", "request", msisdn, "--to", "bob", "--consent-current", "C1",
+            "--reason", "r", env=env,
+        )  # fmt: skip
         assert missing.code == 2
         assert "Missing option '--consent-new'" in missing.stderr
         blank = recycler(
             "transfer",
+            "request",
             msisdn,
+            "--reason",
+            "r",
             "--to",
             "bob",
             "--consent-current",
@@ -131,7 +149,19 @@ class TestRefusals:
             ("hold", "017999888", "--reason", "x"),
             ("release", "017999888", "--reason", "x"),
             ("reinstate", "017999888", "--reason", "x"),
-            ("transfer", "017999888", "--to", "b", "--consent-current", "a", "--consent-new", "b"),
+            (
+                "transfer",
+                "request",
+                "017999888",
+                "--to",
+                "b",
+                "--consent-current",
+                "a",
+                "--consent-new",
+                "b",
+                "--reason",
+                "x",
+            ),
             ("pool", "sell", "017999888", "--owner", "b", "--validity-end", "2027-01-01"),
         ):
             result = recycler(*command, env=env)

@@ -83,7 +83,7 @@ class TestSubscribers:
             (
                 "2",
                 "the number belongs to owner alice; ownership changes only through "
-                "`recycler transfer`",
+                "`recycler transfer request`",
             )
         ]
         assert world.number(msisdn).owner_id == "alice"

@@ -11,10 +11,11 @@ import sqlalchemy as sa
 from jobs.database.schema import audit_events, ownerships
 from jobs.errors import InputRefused, NumberNotFound
 from jobs.inspection import number_view
-from jobs.safeguards.ownership import Operator, Safeguards
+from jobs.safeguards.changes import Operator
+from jobs.safeguards.ownership import Safeguards
 from jobs.safeguards.pool import pool_entries
 from jobs.vocabulary import WarningState
-from tests.support.world import World, as_of_noon
+from tests.support.world import REQUESTER, World, as_of_noon
 
 D = date(2026, 11, 20)
 CARE = Operator(actor="care-agent-7", reason="customer complaint 4711")
@@ -167,19 +168,15 @@ class TestPool:
 
 
 class TestTransfer:
-    """The only way to change the owner of an active or in-grace number."""
+    """The only way to change the owner of an active or in-grace number: a request, the
+    owner's notice, a second person's approval (tests/integration/test_four_eyes.py has every
+    step; here, what the transfer does to the number)."""
 
     def test_transfer_with_both_consents(self, world: World) -> None:
         """Both references stored; old warnings cancelled; audit names the previous owner."""
         msisdn = world.add_number(D - timedelta(days=83), owner_id="alice")
         world.add_warning(msisdn, 7, state=WarningState.PENDING)
-        Safeguards.of(world.database, world.settings, world.clock).transfer(
-            msisdn,
-            CARE,
-            to_owner="bob",
-            consent_current="SIGNED-ALICE-1",
-            consent_new="SIGNED-BOB-1",
-        )
+        world.transfer(msisdn, "bob", consent_current="SIGNED-ALICE-1", consent_new="SIGNED-BOB-1")
         assert world.number(msisdn).owner_id == "bob"
         assert owners(world, msisdn) == [
             ("alice", "import", "transfer"),
@@ -208,9 +205,9 @@ class TestTransfer:
         refused = unchanged(
             world,
             msisdn,
-            lambda: Safeguards.of(world.database, world.settings, world.clock).transfer(
+            lambda: world.four_eyes().request_transfer(
                 msisdn,
-                CARE,
+                REQUESTER,
                 to_owner="bob",
                 consent_current="SIGNED-ALICE-1",
                 consent_new="SIGNED-BOB-1",
@@ -223,9 +220,9 @@ class TestTransfer:
         msisdn = world.add_number(D, owner_id="alice")
 
         def moving(current: str, new: str, to: str = "bob", number: str = msisdn) -> object:
-            return lambda: Safeguards.of(world.database, world.settings, world.clock).transfer(
+            return lambda: world.four_eyes().request_transfer(
                 number,
-                CARE,
+                REQUESTER,
                 to_owner=to,
                 consent_current=current,
                 consent_new=new,
@@ -247,7 +244,7 @@ class TestTransfer:
 
 
 class TestReinstate:
-    """A recycled number goes back to its owner; a sold one only with --force."""
+    """A recycled number goes back to its owner; a sold one only by a forced request."""
 
     def test_from_the_pool(self, world: World) -> None:
         """Out of the pool, back with alice, a new cycle, with the validity end given."""
@@ -270,7 +267,8 @@ class TestReinstate:
         assert world.events_of(msisdn)[-1] == "ownership.reinstated"
 
     def test_sold_number_needs_force(self, world: World) -> None:
-        """The seed's case: without --force refused; with it bob's ownership ends, recorded."""
+        """The seed's case: without --force refused; forced, through a request a second
+        person approves, bob's ownership ends, recorded."""
         msisdn = recycled(world)
         Safeguards.of(world.database, world.settings, world.clock).sell(
             msisdn,
@@ -288,11 +286,10 @@ class TestReinstate:
         )
         sold_on = world.clock.now().astimezone(world.settings.zone).date()
         assert message == (
-            f"{msisdn} was sold to bob on {sold_on}; reinstating takes it from them: add --force"
+            f"{msisdn} was sold to bob on {sold_on}; reinstating takes it from them: add "
+            "--force to open a request, which a second person must approve"
         )
-        Safeguards.of(world.database, world.settings, world.clock).reinstate(
-            msisdn, CARE, force=True
-        )
+        world.reinstate_by_force(msisdn)
         assert world.number(msisdn).owner_id == "alice"
         assert owners(world, msisdn) == [
             ("alice", "import", "recycle"),
@@ -306,9 +303,7 @@ class TestReinstate:
         assert "nothing to reinstate" in unchanged(
             world,
             msisdn,
-            lambda: Safeguards.of(world.database, world.settings, world.clock).reinstate(
-                msisdn, CARE, force=True
-            ),
+            lambda: world.four_eyes().request_reinstatement(msisdn, CARE),
         )
 
 

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from jobs.database.schema import audit_events, numbers, ownerships, runs
 from jobs.errors import InputRefused
-from jobs.safeguards.ownership import Operator, Safeguards
+from jobs.safeguards.changes import Operator
+from jobs.safeguards.ownership import Safeguards
 from jobs.safeguards.reassigned import reassigned
 from jobs.sending.dispatcher import Dispatcher
 from jobs.vocabulary import Verdict
@@ -87,17 +88,12 @@ class _History:
                 )
             elif action == "transfer":
                 self.buyers += 1
-                Safeguards.of(database, chosen, clock).transfer(
-                    msisdn,
-                    OPERATOR,
-                    to_owner=f"buyer-{self.buyers}",
-                    consent_current="C1",
-                    consent_new="C2",
-                )
+                # Requested, the owner's notice sent, approved by a second person.
+                world.transfer(msisdn, f"buyer-{self.buyers}")
+            elif action == "force":
+                world.reinstate_by_force(msisdn)
             else:
-                Safeguards.of(database, chosen, clock).reinstate(
-                    msisdn, OPERATOR, force=action == "force"
-                )
+                Safeguards.of(database, chosen, clock).reinstate(msisdn, OPERATOR)
             event(f"{action} done")
         except InputRefused:
             event(f"{action} refused")  # refused cleanly; the invariants must hold all the same
@@ -163,6 +159,8 @@ def test_random_histories(
         if row.start_cause == "transfer":
             assert row.consent_current
             assert row.consent_new
+            # Four eyes: every transfer carried out an approved request.
+            assert row.request_id is not None, row
         if row.end_cause == "recycle":
             assert (row.msisdn, "number.recycled", row.owner_id) in recorded
     for msisdn, rows in by_number.items():

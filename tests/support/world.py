@@ -22,15 +22,26 @@ from jobs.database.schema import (
     resale_pool,
     runs,
     topups,
+    transfer_decisions,
+    transfer_requests,
     warnings,
 )
 from jobs.importing.loader import ImportSummary, record_import
 from jobs.importing.topups import import_topups
 from jobs.nightly import RunOptions, RunReport, run_nightly
+from jobs.safeguards.changes import Change, Operator
+from jobs.safeguards.requests import FourEyes
+from jobs.sending.dispatcher import Dispatcher
 from jobs.settings import Settings, load_settings
+from jobs.vocabulary import MessageKind, WarningState
 from notifier.templates import TemplateBook
+from notifier.testing import InMemoryGateway
 
-__all__ = ["NumberState", "World", "as_of_noon"]
+__all__ = ["APPROVER", "REQUESTER", "NumberState", "World", "as_of_noon"]
+
+# The two people of the four-eyes workflow, as the tests name them.
+REQUESTER = Operator(actor="agent-ana", reason="both owners signed at shop 12")
+APPROVER = Operator(actor="supervisor-sok", reason="consents checked")
 
 TEMPLATES = TemplateBook.load()
 
@@ -309,6 +320,61 @@ class World:
             finally:
                 self.clock.moment = saved
 
+    # Four eyes ---------------------------------------------------------------------------
+
+    def four_eyes(self, **settings: Any) -> FourEyes:
+        """The four-eyes operations, with these settings changed."""
+        chosen = self.with_settings(**settings) if settings else self
+        return FourEyes.of(chosen.database, chosen.settings, self.clock)
+
+    def send_notices(self, gateway: InMemoryGateway | None = None) -> InMemoryGateway:
+        """Send the owners' notices due now through an in-memory gateway: the real sender,
+        limited to as many messages as there are notices (they are claimed first)."""
+        chosen = gateway or InMemoryGateway()
+        with self.database.read() as connection:
+            due = connection.execute(
+                sa.select(sa.func.count()).where(
+                    warnings.c.kind == MessageKind.OWNER_NOTICE,
+                    warnings.c.state == WarningState.PENDING,
+                )
+            ).scalar_one()
+        if due:
+            settings = self.with_settings(send_window="00:00-24:00").settings
+            Dispatcher(self.database, settings, chosen, self.clock).drain(limit=due)
+        return chosen
+
+    def transfer(self, msisdn: str, to_owner: str, **request: Any) -> Change:
+        """A transfer through the whole workflow: requested, notice sent, approved by a second
+        person (no cool-off)."""
+        eyes = self.four_eyes(transfer_cooloff_hours=0)
+        opened = eyes.request_transfer(
+            msisdn,
+            REQUESTER,
+            to_owner=to_owner,
+            consent_current=request.pop("consent_current", "SIGNED-CURRENT"),
+            consent_new=request.pop("consent_new", f"SIGNED-{to_owner}"),
+            **request,
+        )
+        self.send_notices()
+        return eyes.approve(opened.id, APPROVER)
+
+    def reinstate_by_force(self, msisdn: str, validity_end: date | None = None) -> Change:
+        """A forced reinstatement through the whole workflow."""
+        eyes = self.four_eyes()
+        opened = eyes.request_reinstatement(msisdn, REQUESTER, validity_end=validity_end)
+        self.send_notices()
+        return eyes.approve(opened.id, APPROVER)
+
+    def notices_of(self, msisdn: str) -> list[tuple[str, str]]:
+        """(state, text) of every owner's notice sent to a number, oldest first."""
+        with self.database.read() as connection:
+            rows = connection.execute(
+                sa.select(warnings.c.state, warnings.c.text)
+                .where(warnings.c.msisdn == msisdn, warnings.c.kind == MessageKind.OWNER_NOTICE)
+                .order_by(warnings.c.id)
+            )
+            return [(row.state, row.text) for row in rows]
+
     # Looking -----------------------------------------------------------------------------
 
     def number(self, msisdn: str) -> NumberState:
@@ -323,11 +389,12 @@ class World:
         return NumberState(row.owner_id, row.validity_end, row.cycle, bool(in_pool))
 
     def warnings_of(self, msisdn: str) -> list[tuple[int, int, str]]:
-        """(cycle, stage, state) of every warning of a number, oldest first."""
+        """(cycle, stage, state) of every warning of a number, oldest first (owners' notices
+        apart: ``notices_of``)."""
         with self.database.read() as connection:
             rows = connection.execute(
                 sa.select(warnings.c.cycle, warnings.c.stage, warnings.c.state)
-                .where(warnings.c.msisdn == msisdn)
+                .where(warnings.c.msisdn == msisdn, warnings.c.kind == MessageKind.WARNING)
                 .order_by(warnings.c.id)
             )
             return [(row.cycle, row.stage, row.state) for row in rows]
@@ -366,7 +433,19 @@ class World:
                             warnings.c.text,
                             warnings.c.segments,
                         )
-                    ).all()
+                    ).all(),
+                    key=repr,  # an owner's notice has no cycle or stage
+                ),
+                "requests": sorted(
+                    connection.execute(
+                        sa.select(
+                            transfer_requests.c.msisdn,
+                            transfer_requests.c.kind,
+                            transfer_requests.c.to_owner,
+                            transfer_decisions.c.decision,
+                        ).select_from(transfer_requests.outerjoin(transfer_decisions))
+                    ).all(),
+                    key=repr,
                 ),
                 "pool": sorted(
                     connection.execute(

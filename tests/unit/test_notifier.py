@@ -96,9 +96,11 @@ class TestTemplates:
 
     def _write(self, folder: Path, **texts: str) -> None:
         months = ", ".join(f'"M{index}"' for index in range(12))
+        texts = {"transfer_notice": "{number}", "reinstatement_notice": "{number}", **texts}
         body = "\n".join(f'{key} = "{value}"' for key, value in texts.items())
         (folder / "xx.toml").write_text(
-            f'language = "xx"\ndate = "{{day}} {{month}} {{year}}"\nmonths = [{months}]\n{body}\n',
+            f'language = "xx"\ndate = "{{day}} {{month}} {{year}}"\nmoment = "{{time}} {{date}}"\n'
+            f"months = [{months}]\n{body}\n",
             encoding="utf-8",
         )
 
