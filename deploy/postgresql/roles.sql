@@ -54,7 +54,7 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA recycler TO recycle
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA recycler TO recycler_job;
 GRANT SELECT ON ALL TABLES IN SCHEMA recycler TO recycler_reader;
 
--- The audit trail and the record of checks are append-only for the job: it may add to them,
+-- The audit trail, the record of checks and the transfer requests are append-only for the job: it may add to them,
 -- never rewrite or remove.
 DO $audit$
 BEGIN
@@ -63,6 +63,11 @@ BEGIN
     END IF;
     IF to_regclass('recycler.api_checks') IS NOT NULL THEN
         REVOKE UPDATE, DELETE, TRUNCATE ON recycler.api_checks FROM recycler_job;
+    END IF;
+    -- The four-eyes requests and their decisions: evidence, kept as written.
+    IF to_regclass('recycler.transfer_requests') IS NOT NULL THEN
+        REVOKE UPDATE, DELETE, TRUNCATE ON recycler.transfer_requests,
+            recycler.transfer_decisions FROM recycler_job;
     END IF;
     -- Nor may the job rewrite history that `alembic` keeps.
     IF to_regclass('recycler.alembic_version') IS NOT NULL THEN

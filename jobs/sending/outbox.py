@@ -153,7 +153,9 @@ def claim(
     return sorted(claimed, key=lambda item: (item.warning_id not in first, item.warning_id))
 
 
-_NOTICE = warnings.c.kind == MessageKind.OWNER_NOTICE
+# Written into the statement, not bound: the planner matches a partial index's predicate only
+# against values it can see (a prepared statement's generic plan sees none).
+_NOTICE = warnings.c.kind == sa.literal(MessageKind.OWNER_NOTICE.value, literal_execute=True)
 
 
 def _due_ids(connection: Connection, due: ColumnElement[bool], limit: int) -> list[int]:

@@ -237,6 +237,30 @@ class TestPlansStayLinear:
         assert len(plans.explained) > 20
         assert plans.problems() == [], "\n".join(plans.problems())
 
+    def test_notices_are_claimed_by_their_own_index(
+        self, operator_world: World, tmp_path: Path
+    ) -> None:
+        """Every claim asks first for due owners' notices (issue 13). With a night's warnings
+        due, that question must be an index probe of the few notices, not a walk through every
+        due warning on each claim (which would make a drain quadratic), in both states of the
+        statistics."""
+        for state in ("never analysed", "analysed while empty"):
+            if state == "analysed while empty":
+                analyse(operator_world)
+            with recorded(operator_world) as plans:
+                an_operators_night(operator_world, tmp_path, 3000, offset=len(state))
+            claims = [
+                plan
+                for statement, plan, _ in plans.explained
+                if "'owner_notice'" in statement and "FOR UPDATE" in statement
+            ]
+            assert claims, state
+            for plan in claims:
+                nodes = list(_nodes(plan["Plan"]))
+                used = {node.get("Index Name") for node in nodes} - {None}
+                assert "ix_warnings_due_notices" in used, (state, json.dumps(plan)[:2000])
+                assert "Seq Scan" not in {node["Node Type"] for node in nodes}, state
+
     def test_analysed_while_empty(self, operator_world: World, tmp_path: Path) -> None:
         """Statistics taken on empty tables (a fresh `db upgrade`, then ANALYZE), then filled:
         the planner believes the tables are empty."""

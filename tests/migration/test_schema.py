@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from jobs.database.engine import Database
-from jobs.database.migrate import current_revision, ensure_schema, head_revision, upgrade
+from jobs.database.migrate import (
+    _config,
+    current_revision,
+    ensure_schema,
+    head_revision,
+    upgrade,
+)
 from jobs.database.schema import metadata
 from jobs.errors import SchemaError
+from tests.support.world import World
 
 
 class TestMigratedSchema:
@@ -73,3 +82,35 @@ class TestFirstUse:
         with pytest.raises(SchemaError, match=r"has no recycler schema yet; create it with"):
             ensure_schema(database)
         database.dispose()
+
+
+class TestFourEyesRevision:
+    """Revision 0007 goes down (its requests, decisions and owners' notices with it) and up
+    again to the declared schema, on both databases."""
+
+    def test_down_and_up_again(self, world: World) -> None:
+        msisdn = world.add_number(date(2027, 1, 20), owner_id="alice")
+        world.transfer(msisdn, "bob")
+        with world.database.write(sqlite_foreign_keys=False) as connection:
+            config = _config()
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0006")
+        with world.database.read() as connection:
+            tables = sa.inspect(connection).get_table_names()
+            assert "transfer_requests" not in tables
+            assert "transfer_decisions" not in tables
+            assert connection.exec_driver_sql("SELECT count(*) FROM warnings").scalar() == 0
+            assert connection.exec_driver_sql(
+                "SELECT owner_id FROM numbers"
+            ).scalar() == "bob"  # fmt: skip
+        assert upgrade(world.database) == ("0006", head_revision())
+        with world.database.read() as connection:
+            context = MigrationContext.configure(
+                connection, opts={"compare_type": True, "compare_server_default": True}
+            )
+            assert compare_metadata(context, metadata) == []
+        # The rules are back: a raw owner change is refused again.
+        with pytest.raises(sa.exc.DBAPIError), world.database.write() as connection:
+            connection.exec_driver_sql(
+                f"UPDATE numbers SET owner_id = 'x' WHERE msisdn = '{msisdn}'"
+            )
