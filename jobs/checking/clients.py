@@ -4,6 +4,7 @@ is shown once and kept only as an Argon2id hash, and the scopes it may ask token
 
 from __future__ import annotations
 
+import functools
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,9 +35,14 @@ CHECK_SCOPE = "number-recycling:check"
 # The scopes recycler's API knows.
 SCOPES = frozenset({CHECK_SCOPE})
 _HASHER = PasswordHasher()  # Argon2id with the library's recommended cost
-# Verified against when the client id is unknown, so that a wrong id costs as long as a wrong
-# secret and the two cannot be told apart by timing.
-_DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(32))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the client id is unknown, so that a wrong id costs as long as a
+    wrong secret and the two cannot be told apart by timing. Made on first use: hashing costs a
+    tenth of a second, which every command would otherwise pay at start."""
+    return _HASHER.hash(secrets.token_urlsafe(32))
 
 
 @dataclass(frozen=True)
@@ -152,7 +158,7 @@ def authenticate(database: Database, client_id: str, secret: str) -> Client | No
             sa.select(api_clients).where(api_clients.c.client_id == client_id)
         ).first()
     try:
-        _HASHER.verify(row.secret_hash if row is not None else _DUMMY_HASH, secret)
+        _HASHER.verify(row.secret_hash if row is not None else _dummy_hash(), secret)
     except (VerificationError, InvalidHashError):
         return None
     if row is None or row.revoked_at is not None:

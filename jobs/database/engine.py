@@ -19,15 +19,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 import structlog
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from jobs.errors import ExitCode, RecyclerError
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = [
     "BASE_LOCK_KEY",
@@ -251,6 +253,11 @@ class Database:
 
     def _async_engine(self) -> AsyncEngine:
         if self._asynchronous is None:
+            # Imported here: only `recycler api` answers on the event loop, and SQLAlchemy's
+            # asyncio layer (with the ORM it brings) costs every other command a tenth of a
+            # second at start.
+            from sqlalchemy.ext.asyncio import create_async_engine  # noqa: PLC0415
+
             self._asynchronous = create_async_engine(
                 self.url,
                 pool_pre_ping=True,

@@ -307,6 +307,31 @@ class TestRefusals:
         refused(recycler("transfer", "reject", "99", "--reason", "r", env=env), "no request 99")
         assert world.snapshot() == before
 
+    def test_pool_number_and_decided_requests(self, world: World, tmp_path: Path) -> None:
+        """A number in the pool cannot be asked for; a rejected request cannot be approved,
+        nor rejected or objected to again."""
+        env = env_of(world, tmp_path, transfer_cooloff_hours="0")
+        world.clock.moment = datetime.now(UTC) - timedelta(hours=2)
+        pooled = world.add_number(today() - timedelta(days=93), owner_id="paul")
+        world.add_warning(pooled, 7, final_on=today() - timedelta(days=10))
+        world.fresh_feed(today())
+        assert recycler("run", "--allow-mass-recycle", env=env).code == 0
+        msisdn = live(world)
+        assert request(env, msisdn).code == 0
+        assert recycler("send", "--once", env=env).code == 0
+        rejected = recycler(
+            "transfer", "reject", "1", "--reason", "consent form unsigned", "--actor",
+            "sup-sok", env=env,
+        )  # fmt: skip
+        assert rejected.code == 0, rejected
+        assert rejected.stdout.strip() == f"request 1 rejected: {msisdn} stays with alice"
+        before = world.snapshot()
+        refused(request(env, pooled), "is in the resale pool: sell it with")
+        refused(approve(env, 1, actor="sup-vanna"), "already rejected by sup-sok")
+        refused(recycler("transfer", "object", "1", "--reason", "r", env=env), "already rejected")
+        assert world.snapshot() == before
+        assert world.number(msisdn).owner_id == "alice"
+
     def test_approval_after_the_number_changed(self, world: World, tmp_path: Path) -> None:
         """Held since the request; moved by another request; each refused."""
         env = env_of(world, tmp_path, transfer_cooloff_hours="0")

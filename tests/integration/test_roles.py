@@ -69,6 +69,12 @@ class TestLeastPrivilege:
                     with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
                         connection.exec_driver_sql(statement)
                     connection.rollback()
+                # The job's role may write numbers, but not give one to someone by hand.
+                with pytest.raises(sa.exc.IntegrityError, match="went from bob to mallory"):
+                    connection.exec_driver_sql(
+                        f"UPDATE numbers SET owner_id = 'mallory' WHERE msisdn = '{msisdn}'"
+                    )
+                connection.rollback()
         finally:
             job.close()
 
