@@ -328,6 +328,12 @@ class Settings(BaseSettings):
     max_transfer_requests_per_actor_per_day: int = Field(
         default=20, ge=1, le=10_000, description="requests one actor may open in a local day"
     )
+    console_host: str = Field(default="127.0.0.1", description="where `recycler console` listens")
+    console_port: int = Field(default=8081, ge=1, le=65535, description="its port")
+    console_secure_cookies: bool = Field(
+        default=False,
+        description="mark the console's cookies Secure: set it when the console is behind TLS",
+    )
     api_host: str = Field(default="127.0.0.1", description="where `recycler api` listens")
     api_port: int = Field(default=8080, ge=1, le=65535, description="its port")
     api_public_url: str | None = Field(

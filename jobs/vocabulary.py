@@ -27,6 +27,7 @@ __all__ = [
     "RequestKind",
     "RequestState",
     "RunOutcome",
+    "StaffRole",
     "Verdict",
     "WarningState",
     "one_of",
@@ -91,6 +92,15 @@ class RequestState(StrEnum):
     REJECTED = "rejected"
     OBJECTED = "objected"
     EXPIRED = "expired"
+
+
+class StaffRole(StrEnum):
+    """What a signed-in person of the console may do."""
+
+    AGENT = "agent"  # care: search, read, hold, open requests, record objections, sell
+    SUPERVISOR = "supervisor"  # an agent who also approves or rejects requests, releases holds
+    AUDITOR = "auditor"  # reads everything, changes nothing
+    ADMIN = "admin"  # manages staff accounts, nothing else
 
 
 class RunOutcome(StrEnum):
@@ -187,6 +197,13 @@ class AuditEvent(StrEnum):
     NOTICE_FAILED = "notice.failed"
     NOTICE_BLOCKED = "notice.blocked"
     NOTICE_CANCELLED = "notice.cancelled"
+    # Staff and their sign-ins to the console (no number).
+    STAFF_ADDED = "staff.added"
+    STAFF_CHANGED = "staff.changed"  # role, disabled, password or second factor reset
+    STAFF_SIGNED_IN = "staff.signed_in"
+    STAFF_SIGN_IN_FAILED = "staff.sign_in_failed"
+    STAFF_LOCKED = "staff.locked"  # too many failed sign-ins in a row
+    STAFF_SIGNED_OUT = "staff.signed_out"
     WARNING_BLOCKED = "warning.blocked"
     WARNING_CANCELLED = "warning.cancelled"
     WARNING_FAILED = "warning.failed"

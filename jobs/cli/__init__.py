@@ -23,6 +23,7 @@ from jobs.cli.safeguards import (
     transfer_group,
 )
 from jobs.cli.sending import send_command
+from jobs.cli.staff import console_command, staff_group
 
 __all__ = ["cli"]
 
@@ -64,3 +65,5 @@ cli.add_command(status_command)
 cli.add_command(number_command)
 cli.add_command(api_command)
 cli.add_command(api_client_group)
+cli.add_command(staff_group)
+cli.add_command(console_command)

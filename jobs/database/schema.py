@@ -24,6 +24,7 @@ from jobs.vocabulary import (
     RequestDecision,
     RequestKind,
     RunOutcome,
+    StaffRole,
     WarningState,
     one_of,
 )
@@ -40,6 +41,8 @@ __all__ = [
     "ownerships",
     "resale_pool",
     "runs",
+    "staff",
+    "staff_sessions",
     "topups",
     "transfer_decisions",
     "transfer_requests",
@@ -504,3 +507,38 @@ api_checks = sa.Table(
 )
 sa.Index(None, api_checks.c.msisdn, api_checks.c.id)
 sa.Index(None, api_checks.c.client_id, api_checks.c.occurred_at)
+
+# The people of the console (issue 14). Passwords and sessions are kept only as hashes.
+staff = sa.Table(
+    "staff",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("username", sa.String(64), nullable=False, unique=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("password_hash", sa.String(256), nullable=False),  # Argon2id
+    # Set by `staff add` and `staff reset`: the password printed then must be changed first.
+    sa.Column("password_is_temporary", sa.Boolean, nullable=False),
+    sa.Column("totp_secret", sa.String(64), nullable=False),
+    sa.Column("totp_required", sa.Boolean, nullable=False),
+    sa.Column("totp_last_step", sa.BigInteger),  # a code is good once
+    sa.Column("failed_sign_ins", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("locked_until", UtcDateTime),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("created_by", ACTOR, nullable=False),
+    sa.Column("disabled_at", UtcDateTime),
+    sa.Column("disabled_by", ACTOR),
+    sa.CheckConstraint(one_of("role", StaffRole), name="role"),
+)
+
+staff_sessions = sa.Table(
+    "staff_sessions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),  # SHA-256, hex
+    sa.Column("staff_id", sa.Integer, sa.ForeignKey("staff.id"), nullable=False),
+    sa.Column("csrf_token", sa.String(64), nullable=False),
+    sa.Column("started_at", UtcDateTime, nullable=False),
+    sa.Column("last_seen_at", UtcDateTime, nullable=False),
+    sa.Column("ended_at", UtcDateTime),
+)
+sa.Index(None, staff_sessions.c.staff_id)

@@ -1,0 +1,210 @@
+"""The console in headless Chromium (issue 14): sign-in with password and second factor,
+lockout, CSRF, the four-eyes rules with signed-in people, a hold from the number page, and the
+main flows with the keyboard alone. Each page is saved as a 1280x800 screenshot."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from playwright.sync_api import Page, expect
+
+from jobs.clock import SystemClock
+from jobs.database.schema import audit_events
+from jobs.staff.accounts import set_role
+from tests.browser.conftest import Console, Person
+from tests.support.world import REQUESTER, World
+
+ZONE = ZoneInfo("Asia/Phnom_Penh")
+OWN_PASSWORD = "a long password of my own"
+
+
+def today() -> date:
+    return datetime.now(ZONE).date()
+
+
+def live(world: World, owner: str = "alice") -> str:
+    world.clock.moment = datetime.now(UTC) - timedelta(days=30)
+    return world.add_number(today() + timedelta(days=20), owner_id=owner)
+
+
+def shot(page: Page, console: Console, name: str) -> None:
+    page.screenshot(path=str(console.screenshots / f"{name}.png"), full_page=False)
+
+
+def attempt(page: Page, console: Console, username: str, password: str, code: str = "") -> None:
+    """Fill in the sign-in form and send it."""
+    page.goto(f"{console.url}/sign-in")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_label("Code from the authenticator app").fill(code)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def sign_in(page: Page, console: Console, person: Person, *, code: bool = True) -> None:
+    """Sign in; the first time, trade the one-time password for one's own."""
+    attempt(page, console, person.username, person.password, person.code() if code else "")
+    if page.url.endswith("/password"):
+        page.get_by_label("Current password").fill(person.password)
+        page.get_by_label("New password", exact=False).first.fill(OWN_PASSWORD)
+        page.get_by_label("New password again").fill(OWN_PASSWORD)
+        page.get_by_role("button", name="Change password").click()
+        person.password = OWN_PASSWORD
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+
+
+def events(world: World, kind: str) -> list[str]:
+    with world.database.read() as connection:
+        return list(
+            connection.execute(
+                sa.select(audit_events.c.actor).where(audit_events.c.event_type == kind)
+            ).scalars()
+        )
+
+
+class TestSignIn:
+    def test_password_and_second_factor(self, console: Console, page: Page) -> None:
+        """A supervisor needs the code; the one-time password must be changed first."""
+        sok = console.person("sok", "supervisor")
+        page.goto(f"{console.url}/approvals")
+        expect(page).to_have_url(f"{console.url}/sign-in?next=%2Fapprovals")
+        shot(page, console, "sign-in")
+        attempt(page, console, "sok", sok.password)  # no code: refused
+        expect(page.get_by_role("alert")).to_contain_text("is not right")
+        sign_in(page, console, sok)
+        expect(page.get_by_role("heading", name="Find a number")).to_be_visible()
+        assert events(console.world, "staff.signed_in") == ["sok"]
+        assert events(console.world, "staff.sign_in_failed") == ["sok"]
+        page.get_by_role("button", name="Sign out").click()
+        expect(page).to_have_url(f"{console.url}/sign-in")
+        page.goto(f"{console.url}/approvals")
+        expect(page).to_have_url(f"{console.url}/sign-in?next=%2Fapprovals")
+
+    def test_lockout_after_five_failures(self, console: Console, page: Page) -> None:
+        ana = console.person("ana", "agent")
+        for _ in range(5):
+            attempt(page, console, "ana", "wrong")
+            expect(page.get_by_role("alert")).to_contain_text("is not right")
+        attempt(page, console, "ana", ana.password)  # the right one, now too late
+        expect(page.get_by_role("alert")).to_contain_text("locked")
+        assert events(console.world, "staff.locked") == ["ana"]
+
+
+class TestForms:
+    def test_a_form_without_its_csrf_token_is_refused(self, console: Console, page: Page) -> None:
+        msisdn = live(console.world)
+        ana = console.person("ana", "agent")
+        sign_in(page, console, ana, code=False)
+        answer = page.request.post(
+            f"{console.url}/numbers/{msisdn}/hold", form={"reason": "no token"}
+        )
+        assert answer.status == 403
+        assert "CSRF" in answer.text()
+        forged = page.request.post(
+            f"{console.url}/numbers/{msisdn}/hold", form={"reason": "x", "csrf": "guessed"}
+        )
+        assert forged.status == 403
+        assert events(console.world, "hold.placed") == []
+
+    def test_a_hold_from_the_number_page(self, console: Console, page: Page) -> None:
+        msisdn = live(console.world)
+        ana = console.person("ana", "agent")
+        sign_in(page, console, ana, code=False)
+        page.get_by_label("Number, in any form").fill("0" + msisdn[4:])
+        page.get_by_role("button", name="Look up").click()
+        expect(page.get_by_role("heading", name=msisdn)).to_be_visible()
+        shot(page, console, "number")
+        page.get_by_label("Reason").first.fill("owner reports a stolen SIM")
+        page.get_by_role("button", name="Place hold").click()
+        expect(page.get_by_role("status")).to_contain_text(f"{msisdn} is on hold")
+        expect(page.locator("#phase")).to_have_text("on hold")
+        assert events(console.world, "hold.placed") == ["ana"]
+        # An agent may not release it: no form, and the address itself is refused.
+        expect(page.get_by_role("button", name="Release")).to_have_count(0)
+
+
+class TestFourEyes:
+    def test_an_agent_cannot_approve_not_even_their_own_later(
+        self, console: Console, page: Page
+    ) -> None:
+        """The agent opens a request; has no approve button; then, made a supervisor, is
+        still refused for their own request."""
+        msisdn = live(console.world)
+        ana = console.person("ana", "agent")
+        sign_in(page, console, ana, code=False)
+        page.goto(f"{console.url}/numbers/{msisdn}")
+        page.get_by_label("New owner", exact=True).fill("mallory")
+        page.get_by_label("Consent of the current owner (reference)").fill("SIGNED-1")
+        page.get_by_label("Consent of the new owner (reference)").fill("SIGNED-2")
+        page.locator("#transfer-reason").fill("asked at shop 12")
+        page.get_by_role("button", name="Open transfer request").click()
+        expect(page.get_by_role("status")).to_contain_text("request 1 opened")
+        page.goto(f"{console.url}/approvals")
+        shot(page, console, "approvals")
+        expect(page.get_by_role("button", name="Approve request 1")).to_have_count(0)
+        csrf = page.locator("input[name=csrf]").first.input_value()
+        refused = page.request.post(
+            f"{console.url}/requests/1/approve", form={"csrf": csrf, "reason": "mine"}
+        )
+        assert refused.status == 403
+        set_role(
+            console.world.database, "ana", "supervisor", actor="admin", now=SystemClock().now()
+        )
+        page.reload()
+        page.get_by_role("button", name="Approve request 1").click()
+        expect(page.get_by_role("alert")).to_contain_text("someone else must approve it")
+        assert console.world.number(msisdn).owner_id == "alice"
+
+    def test_a_supervisor_approves_after_the_cool_off(self, console: Console, page: Page) -> None:
+        world = console.world
+        msisdn = live(world)
+        world.clock.moment = datetime.now(UTC) - timedelta(hours=25)
+        world.four_eyes().request_transfer(
+            msisdn, REQUESTER, to_owner="mallory", consent_current="A", consent_new="B"
+        )
+        # The sender runs its own event loop; Playwright's holds this thread.
+        sender = threading.Thread(target=world.send_notices)
+        sender.start()
+        sender.join()
+        sok = console.person("sok", "supervisor")
+        sign_in(page, console, sok)
+        page.get_by_role("link", name="Approvals").click()
+        row = page.locator("#request-1")
+        expect(row).to_contain_text("sent")
+        row.get_by_role("button", name="Approve request 1").click()
+        expect(page.get_by_role("status")).to_contain_text(f"{msisdn} transferred to mallory")
+        assert world.number(msisdn).owner_id == "mallory"
+        page.goto(f"{console.url}/numbers/{msisdn}")
+        expect(page.locator("#request-1 .state")).to_have_text("approved")
+
+
+class TestKeyboard:
+    def test_sign_in_find_and_hold_with_the_keyboard_alone(
+        self, console: Console, page: Page
+    ) -> None:
+        msisdn = live(console.world)
+        ana = console.person("ana", "agent")
+        page.goto(f"{console.url}/sign-in")
+        page.keyboard.type("ana")  # the username field has the focus
+        page.keyboard.press("Tab")
+        page.keyboard.type(ana.password)
+        page.keyboard.press("Enter")
+        expect(page).to_have_url(f"{console.url}/password")
+        page.get_by_label("Current password").focus()
+        page.keyboard.type(ana.password)
+        page.keyboard.press("Tab")
+        page.keyboard.type(OWN_PASSWORD)
+        page.keyboard.press("Tab")
+        page.keyboard.type(OWN_PASSWORD)
+        page.keyboard.press("Enter")
+        expect(page.get_by_role("status")).to_contain_text("password changed")
+        page.get_by_label("Number, in any form").focus()
+        page.keyboard.type("0" + msisdn[4:])
+        page.keyboard.press("Enter")
+        expect(page.get_by_role("heading", name=msisdn)).to_be_visible()
+        page.locator("#hold-reason").focus()
+        page.keyboard.type("stolen phone")
+        page.keyboard.press("Enter")
+        expect(page.locator("#phase")).to_have_text("on hold")
