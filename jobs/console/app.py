@@ -13,7 +13,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
@@ -23,14 +23,25 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from jobs.clock import Clock, local_date
+from jobs.clock import Clock, local_date, parse_date
+from jobs.console import reports
 from jobs.console.pages import Pages
 from jobs.database.engine import Database
 from jobs.errors import InputRefused
+from jobs.inspection import status_view
 from jobs.settings import Settings
-from jobs.staff.accounts import SignInRefused, authenticate, change_password
+from jobs.staff.accounts import (
+    SignInRefused,
+    add_staff,
+    authenticate,
+    change_password,
+    disable_staff,
+    list_staff,
+    reset_staff,
+    set_role,
+)
 from jobs.staff.sessions import Session, end_session, find_session, start_session
-from jobs.vocabulary import StaffRole
+from jobs.vocabulary import AuditEvent, StaffRole
 
 __all__ = ["SESSION_COOKIE", "create_console"]
 
@@ -292,6 +303,121 @@ def create_console(database: Database, settings: Settings, clock: Clock) -> Fast
             raise _Refused(400, error.message) from None
         return done(_local_path(form.get("back", "/approvals")), message)
 
+    @app.get("/nights")
+    def nights_page(request: Request) -> Response:
+        session = signed_in(request)
+        allowed(session, "read")
+        health = status_view(database, settings, clock, settings.rules)
+        return render(
+            request, "nights.html", session, health=health, **reports.nights(database, settings)
+        )
+
+    @app.get("/forecast")
+    def forecast_page(request: Request, format: str = "html") -> Response:
+        session = signed_in(request)
+        allowed(session, "read")
+        view = reports.forecast(database, settings, clock)
+        if format == "csv":
+            return Response(
+                reports.forecast_csv(view),
+                media_type="text/csv",
+                headers={"Content-Disposition": 'attachment; filename="forecast.csv"'},
+            )
+        return render(request, "forecast.html", session, **view)
+
+    @app.get("/audit")
+    def audit(
+        request: Request,
+        number: str = "",
+        actor: str = "",
+        event_type: str = "",
+        since: str = "",
+        until: str = "",
+        page: int = 0,
+        format: str = "html",
+    ) -> Response:
+        session = signed_in(request)
+        allowed(session, "audit")
+        try:
+            chosen = reports.AuditQuery(
+                msisdn=pages.number_of(number) if number.strip() else None,
+                actor=actor.strip() or None,
+                event_type=event_type.strip() or None,
+                since=_day(since, "from"),
+                until=_day(until, "until"),
+            )
+        except InputRefused as error:
+            return render(
+                request,
+                "audit.html",
+                session,
+                400,
+                error=error.message,
+                rows=[],
+                total=0,
+                page=0,
+                size=reports.AUDIT_PAGE,
+                form=request.query_params,
+                kinds=_EVENT_TYPES,
+                query="",
+            )
+        if format == "csv":
+            rows, _ = reports.audit_page(database, settings, chosen, page=0, size=None)
+            return Response(
+                reports.audit_csv(rows),
+                media_type="text/csv",
+                headers={"Content-Disposition": 'attachment; filename="audit.csv"'},
+            )
+        rows, total = reports.audit_page(database, settings, chosen, page=max(page, 0))
+        return render(
+            request,
+            "audit.html",
+            session,
+            rows=rows,
+            total=total,
+            page=max(page, 0),
+            size=reports.AUDIT_PAGE,
+            form=request.query_params,
+            kinds=_EVENT_TYPES,
+            query=urlencode(
+                {key: value for key, value in request.query_params.items() if key != "page"}
+            ),
+        )
+
+    @app.get("/staff")
+    def staff_page(request: Request) -> Response:
+        session = signed_in(request)
+        allowed(session, "staff")
+        return render(
+            request, "staff.html", session, members=list_staff(database), roles=list(StaffRole)
+        )
+
+    @app.post("/staff")
+    async def staff_action(request: Request) -> Response:
+        session = signed_in(request)
+        form = await checked_form(request, session)
+        allowed(session, "staff")
+        action, username = form.get("action", ""), form.get("username", "")
+        actor = session.member.username
+        try:
+            if action == "add":
+                new = add_staff(database, username, form.get("role", ""),
+                                totp=form.get("totp") == "on", actor=actor, now=now())  # fmt: skip
+            elif action == "reset":
+                new = reset_staff(database, username, actor=actor, now=now())
+            elif action == "disable":
+                disable_staff(database, username, actor=actor, now=now())
+                return done("/staff", f"{username} is disabled")
+            elif action == "role":
+                changed = set_role(database, username, form.get("role", ""), actor=actor, now=now())
+                return done("/staff", f"{changed.username} is now {changed.role}")
+            else:
+                raise _Refused(400, f"no staff action {action!r}")
+        except InputRefused as error:
+            raise _Refused(400, error.message) from None
+        # The one-time secrets are shown on this answer only, never again.
+        return render(request, "staff_secret.html", session, new=new)
+
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -314,6 +440,18 @@ def _left(moment: datetime | str, clock: Clock) -> str:
     if seconds <= 0:
         return "over"
     return f"{seconds / 3600:.1f} h left" if seconds >= 3600 else f"{seconds / 60:.0f} min left"
+
+
+_EVENT_TYPES = sorted(str(kind) for kind in AuditEvent)
+
+
+def _day(text: str, what: str) -> date | None:
+    if not text.strip():
+        return None
+    try:
+        return parse_date(text)
+    except ValueError as error:
+        raise InputRefused(f"{what}: {error}") from None
 
 
 def _local_path(path: str) -> str:

@@ -6,16 +6,21 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from playwright.sync_api import Page, expect
 
 from jobs.clock import SystemClock
-from jobs.database.schema import audit_events
+from jobs.database.schema import audit_events, numbers
+from jobs.safeguards.changes import Operator
+from jobs.safeguards.ownership import Safeguards
+from jobs.sending.dispatcher import Dispatcher
 from jobs.staff.accounts import set_role
+from notifier.testing import InMemoryGateway
 from tests.browser.conftest import Console, Person
-from tests.support.world import REQUESTER, World
+from tests.support.world import REQUESTER, World, as_of_noon
 
 ZONE = ZoneInfo("Asia/Phnom_Penh")
 OWN_PASSWORD = "a long password of my own"
@@ -208,3 +213,124 @@ class TestKeyboard:
         page.keyboard.type("stolen phone")
         page.keyboard.press("Enter")
         expect(page.locator("#phase")).to_have_text("on hold")
+
+
+def three_nights(world: World) -> list[date]:
+    """Numbers in every warning window, three nights run, their warnings sent."""
+    first = today() - timedelta(days=3)
+    world.clock.moment = datetime.now(UTC) - timedelta(days=4)
+    for offset in range(-95, 40, 3):
+        world.add_number(first + timedelta(days=offset - 90 + 31), owner_id=f"o{offset}")
+    days = [first + timedelta(days=index) for index in range(3)]
+    for day in days:
+        world.clock.moment = as_of_noon(day, world.settings)
+        world.fresh_feed(day)
+        world.run(day, allow_mass_recycle=True)
+        sender = threading.Thread(target=lambda: Dispatcher(
+            world.database, world.with_settings(send_window="00:00-24:00").settings,
+            InMemoryGateway(), world.clock).drain())  # fmt: skip
+        sender.start()
+        sender.join()
+    return days
+
+
+class TestOperations:
+    def test_nights_are_charts_with_data(self, console: Console, page: Page) -> None:
+        three_nights(console.world)
+        sok = console.person("sok", "supervisor")
+        sign_in(page, console, sok)
+        page.get_by_role("link", name="Nights").click()
+        expect(page.get_by_role("heading", name="The last 3 nights")).to_be_visible()
+        shot(page, console, "nights")
+        drawn = page.locator("svg.chart rect.bar")
+        heights = [
+            float(drawn.nth(index).get_attribute("height") or 0) for index in range(drawn.count())
+        ]
+        assert len(heights) >= 3 * 6
+        assert sum(1 for height in heights if height > 0) >= 6
+        sent = page.get_by_role("img", name="sent (or delivered)")
+        assert any(
+            float(bar.get_attribute("height") or 0) > 0 for bar in sent.locator("rect").all()
+        )
+
+    def test_forecast_equals_the_counts_in_sql(self, console: Console, page: Page) -> None:
+        world = console.world
+        world.clock.moment = datetime.now(UTC) - timedelta(days=1)
+        for index in range(120):
+            world.add_number(today() - timedelta(days=80 - index % 97), owner_id=f"f{index}")
+        held = world.add_number(today() - timedelta(days=80), owner_id="held")
+        Safeguards.of(world.database, world.settings, world.clock).hold(held, REQUESTER)
+        sok = console.person("sok", "supervisor")
+        sign_in(page, console, sok)
+        page.get_by_role("link", name="Forecast").click()
+        shot(page, console, "forecast")
+        rows = page.locator("#forecast tbody tr")
+        assert rows.count() == 90
+        grace = world.settings.grace_days
+        with world.database.read() as connection:
+            for index in (0, 5, 17, 40, 89):
+                cells = rows.nth(index).locator("td").all_inner_texts()
+                day = date.fromisoformat(cells[0])
+                expected = [
+                    connection.execute(
+                        sa.select(sa.func.count()).where(
+                            numbers.c.owner_id.is_not(None),
+                            numbers.c.on_hold.is_(sa.false()),
+                            numbers.c.validity_end == day - timedelta(days=grace - stage),
+                        )
+                    ).scalar_one()
+                    for stage in (30, 14, 7, 1, 0)
+                ]
+                assert [int(cell) for cell in cells[1:]] == expected, day
+        with page.expect_download() as download:
+            page.get_by_role("link", name="Download as CSV").click()
+        lines = Path(download.value.path()).read_text().splitlines()
+        assert lines[0] == "day,stage_30,stage_14,stage_7,stage_1,grace_end"
+        assert len(lines) == 91
+        assert sum(int(line.rsplit(",", 1)[1]) for line in lines[1:]) > 0
+
+    def test_audit_search_pages_and_csv(self, console: Console, page: Page) -> None:
+        world = console.world
+        msisdn = live(world)
+        safeguards = Safeguards.of(world.database, world.settings, world.clock)
+        for index in range(30):
+            safeguards.hold(msisdn, Operator("care-dara", f"call {index}"))
+            safeguards.release(msisdn, Operator("care-dara", f"call {index} settled"))
+        auditor = console.person("aud", "auditor")
+        sign_in(page, console, auditor, code=False)
+        page.get_by_role("link", name="Audit").click()
+        page.get_by_label("Who").fill("care-dara")
+        page.get_by_role("button", name="Search").click()
+        expect(page.get_by_text("60 events, 1 to 50 shown")).to_be_visible()
+        shot(page, console, "audit")
+        assert page.locator("#events tbody tr").count() == 50
+        page.get_by_role("link", name="Older").click()
+        assert page.locator("#events tbody tr").count() == 10
+        with page.expect_download() as download:
+            page.get_by_role("link", name="All of them as CSV").click()
+        assert len(Path(download.value.path()).read_text().splitlines()) == 61
+        # An auditor changes nothing: no action on the number page.
+        page.goto(f"{console.url}/numbers/{msisdn}")
+        expect(page.get_by_role("button", name="Place hold")).to_have_count(0)
+
+    def test_staff_page_is_the_admins(self, console: Console, page: Page) -> None:
+        boss = console.person("boss", "admin")
+        sign_in(page, console, boss)
+        expect(page.get_by_role("heading", name="Staff")).to_be_visible()
+        page.get_by_label("Username").fill("vanna")
+        page.get_by_label("Role", exact=True).last.select_option("agent")
+        page.get_by_role("button", name="Add").click()
+        password = page.locator("#one-time-password").inner_text()
+        assert len(password) >= 12
+        assert page.locator("#totp-uri").inner_text().startswith("otpauth://totp/recycler:vanna")
+        shot(page, console, "staff")
+        page.goto(f"{console.url}/numbers")
+        assert "may not read" in page.content()
+        agent = console.person("ana", "agent")
+        other = page.context.browser.new_context(viewport={"width": 1280, "height": 800})  # type: ignore[union-attr]
+        second = other.new_page()
+        sign_in(second, console, agent, code=False)
+        answer = second.goto(f"{console.url}/staff")
+        assert answer is not None
+        assert answer.status == 403
+        other.close()
