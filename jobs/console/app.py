@@ -67,7 +67,7 @@ _MAY = {
     "approve": {StaffRole.SUPERVISOR},
     "reject": {StaffRole.SUPERVISOR},
     "read": {StaffRole.AGENT, StaffRole.SUPERVISOR, StaffRole.AUDITOR},
-    "audit": {StaffRole.AUDITOR, StaffRole.SUPERVISOR},
+    "audit": {StaffRole.AUDITOR},  # the audit log and the banks' checks
     "staff": {StaffRole.ADMIN},
 }
 
@@ -382,6 +382,21 @@ def create_console(database: Database, settings: Settings, clock: Clock) -> Fast
             query=urlencode(
                 {key: value for key, value in request.query_params.items() if key != "page"}
             ),
+        )
+
+    @app.get("/checks")
+    def checks_page(request: Request, page: int = 0) -> Response:
+        session = signed_in(request)
+        allowed(session, "audit")
+        rows, total = reports.checks_page(database, page=max(page, 0))
+        return render(
+            request,
+            "checks.html",
+            session,
+            rows=rows,
+            total=total,
+            page=max(page, 0),
+            size=reports.AUDIT_PAGE,
         )
 
     @app.get("/staff")

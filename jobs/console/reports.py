@@ -16,11 +16,20 @@ import sqlalchemy as sa
 
 from jobs.clock import Clock, end_of_day, local_date
 from jobs.database.engine import Database
-from jobs.database.schema import audit_events, numbers, runs, warnings
+from jobs.database.schema import api_checks, audit_events, numbers, runs, warnings
 from jobs.settings import Settings
 from jobs.vocabulary import MessageKind, RunOutcome, WarningState
 
-__all__ = ["AUDIT_PAGE", "AuditQuery", "Bar", "Chart", "audit_page", "forecast", "nights"]
+__all__ = [
+    "AUDIT_PAGE",
+    "AuditQuery",
+    "Bar",
+    "Chart",
+    "audit_page",
+    "checks_page",
+    "forecast",
+    "nights",
+]
 
 AUDIT_PAGE = 50
 _WIDTH, _HEIGHT = 960, 140
@@ -232,6 +241,24 @@ def audit_page(
         if size is not None:
             query = query.limit(size).offset(page * size)
         rows = [dict(row._mapping) for row in connection.execute(query)]
+    return rows, int(total)
+
+
+def checks_page(
+    database: Database, *, page: int, size: int = AUDIT_PAGE
+) -> tuple[list[dict[str, Any]], int]:
+    """The banks' checks through the reassigned API, newest first, one page; and how many."""
+    with database.read() as connection:
+        total = connection.execute(sa.select(sa.func.count()).select_from(api_checks)).scalar_one()
+        rows = [
+            dict(row._mapping)
+            for row in connection.execute(
+                sa.select(api_checks)
+                .order_by(api_checks.c.id.desc())
+                .limit(size)
+                .offset(page * size)
+            )
+        ]
     return rows, int(total)
 
 

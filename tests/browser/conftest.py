@@ -56,7 +56,10 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: Playwright's synchronous API keeps an event loop running in this
+# thread while it is open, and every later test that runs one of its own (the sender's) would
+# find it there.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         pytest.skip("needs Chromium (apt-get install chromium)")

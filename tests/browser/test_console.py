@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from playwright.sync_api import Page, expect
 
 from jobs.clock import SystemClock
-from jobs.database.schema import audit_events, numbers
+from jobs.database.schema import api_checks, audit_events, numbers
 from jobs.safeguards.changes import Operator
 from jobs.safeguards.ownership import Safeguards
 from jobs.sending.dispatcher import Dispatcher
@@ -192,7 +192,8 @@ class TestKeyboard:
         msisdn = live(console.world)
         ana = console.person("ana", "agent")
         page.goto(f"{console.url}/sign-in")
-        page.keyboard.type("ana")  # the username field has the focus
+        expect(page.get_by_label("Username")).to_be_focused()  # autofocus: no click needed
+        page.keyboard.type("ana")
         page.keyboard.press("Tab")
         page.keyboard.type(ana.password)
         page.keyboard.press("Enter")
@@ -331,6 +332,43 @@ class TestOperations:
         second = other.new_page()
         sign_in(second, console, agent, code=False)
         answer = second.goto(f"{console.url}/staff")
+        assert answer is not None
+        assert answer.status == 403
+        other.close()
+
+
+class TestAuditor:
+    def test_reads_the_banks_checks_and_nothing_else_is_theirs_to_change(
+        self, console: Console, page: Page
+    ) -> None:
+        world = console.world
+        msisdn = live(world)
+        with world.database.write() as connection:
+            for index in range(3):
+                connection.execute(
+                    api_checks.insert().values(
+                        occurred_at=datetime.now(UTC),
+                        client_id="bank-acleda",
+                        msisdn=msisdn,
+                        specified_date=today() - timedelta(days=index),
+                        recycled=False,
+                        status=200,
+                        correlator=f"c-{index}",
+                    )
+                )
+        auditor = console.person("aud", "auditor")
+        sign_in(page, console, auditor, code=False)
+        page.get_by_role("link", name="Checks by banks").click()
+        expect(page.get_by_text("3 checks through the reassigned API")).to_be_visible()
+        shot(page, console, "checks")
+        assert page.locator("#checks tbody tr").first.inner_text().count("bank-acleda") == 1
+        # A supervisor has no audit log and no list of checks: those are the auditor's.
+        sok = console.person("sok", "supervisor")
+        other = page.context.browser.new_context(viewport={"width": 1280, "height": 800})  # type: ignore[union-attr]
+        second = other.new_page()
+        sign_in(second, console, sok)
+        expect(second.get_by_role("link", name="Audit")).to_have_count(0)
+        answer = second.goto(f"{console.url}/checks")
         assert answer is not None
         assert answer.status == 403
         other.close()
