@@ -1,34 +1,62 @@
-"""``recycler``: the one command-line program."""
+"""``recycler``: the one command-line program.
+
+Each command's module is imported when that command runs, not before: a command then pays at
+start only for what it uses (the API's and the console's web stack, the daemon's scheduler, the
+imports' readers), which the test suite's hundreds of subprocesses, and every cron job, feel.
+"""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import click
 
 from jobs import __version__
-from jobs.cli.api import api_client_group, api_command
 from jobs.cli.app import App, RecyclerGroup
-from jobs.cli.daemon import daemon_command
-from jobs.cli.data import import_group, seed_command
-from jobs.cli.db import db_group
-from jobs.cli.looking import number_command, status_command
-from jobs.cli.nightly import run_command
-from jobs.cli.safeguards import (
-    hold_command,
-    pool_group,
-    reassigned_group,
-    reinstate_command,
-    release_command,
-    transfer_group,
-)
-from jobs.cli.sending import send_command
-from jobs.cli.staff import console_command, staff_group
 
 __all__ = ["cli"]
 
+# Each command by name, and where it is defined ("module:attribute" under jobs.cli).
+_COMMANDS = {
+    "db": "db:db_group",
+    "import": "data:import_group",
+    "seed": "data:seed_command",
+    "run": "nightly:run_command",
+    "send": "sending:send_command",
+    "daemon": "daemon:daemon_command",
+    "hold": "safeguards:hold_command",
+    "release": "safeguards:release_command",
+    "transfer": "safeguards:transfer_group",
+    "reinstate": "safeguards:reinstate_command",
+    "pool": "safeguards:pool_group",
+    "reassigned": "safeguards:reassigned_group",
+    "status": "looking:status_command",
+    "number": "looking:number_command",
+    "api": "api:api_command",
+    "api-client": "api:api_client_group",
+    "staff": "staff:staff_group",
+    "console": "staff:console_command",
+}
 
-@click.group(cls=RecyclerGroup, context_settings={"help_option_names": ["-h", "--help"]})
+
+class _LazyGroup(RecyclerGroup):
+    """The top-level group: commands are loaded by name, when asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        where = _COMMANDS.get(cmd_name)
+        if where is None:
+            return None
+        module, attribute = where.split(":")
+        command = getattr(importlib.import_module(f"jobs.cli.{module}"), attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "config_path",
@@ -47,23 +75,3 @@ def cli(context: click.Context, config_path: Path | None) -> None:
     else:
         context.obj = App(config_path=config_path)
     context.call_on_close(context.obj.close)
-
-
-cli.add_command(db_group)
-cli.add_command(import_group)
-cli.add_command(seed_command)
-cli.add_command(run_command)
-cli.add_command(send_command)
-cli.add_command(daemon_command)
-cli.add_command(hold_command)
-cli.add_command(release_command)
-cli.add_command(transfer_group)
-cli.add_command(reinstate_command)
-cli.add_command(pool_group)
-cli.add_command(reassigned_group)
-cli.add_command(status_command)
-cli.add_command(number_command)
-cli.add_command(api_command)
-cli.add_command(api_client_group)
-cli.add_command(staff_group)
-cli.add_command(console_command)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from functools import cached_property
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 import sqlalchemy.exc
@@ -18,12 +18,13 @@ from rich.console import Console
 
 from jobs.clock import Clock, SystemClock, out_of_range, parse_date
 from jobs.database.engine import Database, Timeouts
-from jobs.database.migrate import ensure_schema
 from jobs.errors import ExitCode, RecyclerError
 from jobs.logs import configure_logging
-from jobs.metrics import Metrics
 from jobs.settings import Settings, SettingsError, load_settings, unknown_variables
 from notifier.templates import TemplateBook, TemplateError
+
+if TYPE_CHECKING:
+    from jobs.metrics import Metrics
 
 __all__ = [
     "DATE",
@@ -89,6 +90,9 @@ class App:
         )
         self._opened.append(database)
         if check_schema:
+            # Imported here: Alembic costs every command's start, and only a database needs it.
+            from jobs.database.migrate import ensure_schema  # noqa: PLC0415
+
             ensure_schema(database)
         return database
 
@@ -187,6 +191,8 @@ def write_metrics(app: App, database: Database, metrics: Metrics | None = None) 
     path = app.settings.metrics_textfile
     if path is None:
         return
+    from jobs.metrics import Metrics  # noqa: PLC0415  (only the commands that write metrics)
+
     chosen = metrics or Metrics()
     chosen.refresh(database, app.clock.now())
     chosen.write(path)
