@@ -10,8 +10,7 @@ from rich.table import Table
 
 from jobs.checking.clients import CHECK_SCOPE, SCOPES, add_client, list_clients, revoke_client
 from jobs.checking.clients import usage as client_usage
-from jobs.cli.app import DATE, App, configure, emit_json, fail, pass_app
-from jobs.errors import ExitCode
+from jobs.cli.app import DATE, App, configure, emit_json, pass_app, serve
 
 
 @click.command("api")
@@ -21,8 +20,6 @@ def api_command(app: App) -> None:
     authorization server (/oauth2/token, /.well-known/jwks.json, /.well-known/
     openid-configuration), /healthz and /metrics, on api_host:api_port, until SIGTERM."""
     configure(app)
-    import uvicorn  # noqa: PLC0415  (only this command needs the server)
-
     from jobs.api import create_app, token_authority  # noqa: PLC0415
 
     settings = app.settings
@@ -36,25 +33,7 @@ def api_command(app: App) -> None:
         identity_provider=settings.api_issuer,
         rate_per_client=settings.api_rate_per_client,
     )
-    try:
-        uvicorn.run(
-            application,
-            host=settings.api_host,
-            port=settings.api_port,
-            log_config=None,
-            access_log=False,
-            server_header=False,
-        )
-    except SystemExit as stopped:
-        # uvicorn exits 3 when it cannot start (the port is taken); recycler's 3 means
-        # "partly done", so a server that never served is a plain failure.
-        if stopped.code not in (0, None):
-            fail(
-                f"the API could not serve on {settings.api_host}:{settings.api_port} "
-                "(the log above says why)",
-                ExitCode.FAILURE,
-            )
-        raise
+    serve(application, settings.api_host, settings.api_port, "the API")
 
 
 @click.group("api-client")

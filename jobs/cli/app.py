@@ -206,3 +206,28 @@ def configure(app: App) -> None:
         full_numbers=settings.log_full_numbers,
         database_url=settings.database_url,
     )
+
+
+def serve(application: Any, host: str, port: int, what: str) -> None:
+    """Serve an ASGI application with uvicorn until SIGTERM (``recycler api``, ``recycler
+    console``), with recycler's logging and exit codes."""
+    import uvicorn  # noqa: PLC0415  (only the HTTP commands need the server)
+
+    try:
+        uvicorn.run(
+            application,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            server_header=False,
+        )
+    except SystemExit as stopped:
+        # uvicorn exits 3 when it cannot start (the port is taken); recycler's 3 means
+        # "partly done", so a server that never served is a plain failure.
+        if stopped.code not in (0, None):
+            fail(
+                f"{what} could not serve on {host}:{port} (the log above says why)",
+                ExitCode.FAILURE,
+            )
+        raise

@@ -6,8 +6,7 @@ import click
 import structlog
 from rich.table import Table
 
-from jobs.cli.app import App, configure, emit_json, fail, pass_app
-from jobs.errors import ExitCode
+from jobs.cli.app import App, configure, emit_json, pass_app, serve
 from jobs.staff.accounts import (
     NewSecret,
     add_staff,
@@ -149,8 +148,6 @@ def staff_role_command(
 def console_command(app: App) -> None:
     """Serve the care and operations console on console_host:console_port, until SIGTERM."""
     configure(app)
-    import uvicorn  # noqa: PLC0415  (only this command needs the server)
-
     from jobs.console import create_console  # noqa: PLC0415
 
     settings = app.settings
@@ -158,20 +155,4 @@ def console_command(app: App) -> None:
     structlog.get_logger("recycler.console").info(
         "console.starting", address=f"http://{settings.console_host}:{settings.console_port}"
     )
-    try:
-        uvicorn.run(
-            application,
-            host=settings.console_host,
-            port=settings.console_port,
-            log_config=None,
-            access_log=False,
-            server_header=False,
-        )
-    except SystemExit as stopped:
-        if stopped.code not in (0, None):
-            fail(
-                f"the console could not serve on {settings.console_host}:"
-                f"{settings.console_port} (the log above says why)",
-                ExitCode.FAILURE,
-            )
-        raise
+    serve(application, settings.console_host, settings.console_port, "the console")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from functools import cached_property
 
 from jobs.clock import Clock, parse_date
 from jobs.database.engine import Database
@@ -25,6 +26,16 @@ class Pages:
     settings: Settings
     clock: Clock
 
+    # Made once for the console's life: the four-eyes operations load and check the message
+    # templates, which no page view should do again.
+    @cached_property
+    def four_eyes(self) -> FourEyes:
+        return FourEyes.of(self.database, self.settings, self.clock)
+
+    @cached_property
+    def safeguards(self) -> Safeguards:
+        return Safeguards.of(self.database, self.settings, self.clock)
+
     def number_of(self, text: str) -> str:
         """A number in any form a person types it, in E.164."""
         if not text.strip():
@@ -35,13 +46,13 @@ class Pages:
         return number_view(self.database, self.settings, self.clock, self.settings.rules, text)
 
     def pending(self) -> list[Request]:
-        return FourEyes.of(self.database, self.settings, self.clock).requests(pending=True)
+        return self.four_eyes.requests(pending=True)
 
     def act(self, action: str, msisdn: str, actor: str, form: dict[str, str]) -> str:
         """A safeguard on one number, signed by the person; returns what was done."""
         number = self.number_of(msisdn)
         operator = Operator(actor=actor, reason=form.get("reason", ""))
-        safeguards = Safeguards.of(self.database, self.settings, self.clock)
+        safeguards = self.safeguards
         if action == "hold":
             return safeguards.hold(number, operator).summary
         if action == "release":
@@ -55,7 +66,7 @@ class Pages:
                 language=language,
                 validity_end=_date(form.get("validity_end", ""), "validity end"),
             ).summary
-        eyes = FourEyes.of(self.database, self.settings, self.clock)
+        eyes = self.four_eyes
         if form.get("kind") == "reinstatement":
             opened = eyes.request_reinstatement(number, operator)
         else:
@@ -70,7 +81,7 @@ class Pages:
 
     def decide(self, action: str, request_id: int, actor: str, form: dict[str, str]) -> str:
         operator = Operator(actor=actor, reason=form.get("reason", ""))
-        eyes = FourEyes.of(self.database, self.settings, self.clock)
+        eyes = self.four_eyes
         if action == "approve":
             failed = form.get("notice_failed", "").strip() or None
             return eyes.approve(request_id, operator, notice_failed=failed).summary

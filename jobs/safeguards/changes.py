@@ -8,6 +8,7 @@ requests) are built from these steps, so that each step is written once.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -24,9 +25,16 @@ from jobs.database.schema import (
 )
 from jobs.errors import InputRefused, NumberNotFound
 from jobs.transitions import end_cycles
-from jobs.vocabulary import AuditEvent, CycleEnd, OwnershipEnd, OwnershipStart
+from jobs.vocabulary import AuditEvent, CycleEnd, OwnershipEnd, OwnershipStart, PoolLeave
 
-__all__ = ["Change", "NumberChange", "Operator", "TakenByAnother", "taken_from"]
+__all__ = [
+    "Change",
+    "NumberChange",
+    "Operator",
+    "TakenByAnother",
+    "refuse_past_validity",
+    "taken_from",
+]
 
 
 class TakenByAnother(InputRefused):
@@ -166,6 +174,56 @@ class NumberChange:
         self.new_cycle(number.msisdn, CycleEnd.HELD, on_hold=True)
         self.audit(number.msisdn, AuditEvent.HOLD_PLACED, operator, owner_id=number.owner_id)
 
+    def give_back(
+        self,
+        msisdn: str,
+        previous_ownership_id: int,
+        operator: Operator,
+        *,
+        validity_end: date | None,
+        reason: str,
+        details: dict[str, Any],
+        pool_entry_id: int | None = None,
+        **ownership: Any,
+    ) -> tuple[sa.Row[Any], date]:
+        """Reinstate: start a new ownership of the owner of an earlier one, with a new cycle
+        and the validity end given (or the one that owner had), audited. Out of the pool, the
+        number's pool entry is closed before the owner changes, as the database requires;
+        otherwise the caller has ended the current ownership. Returns the earlier ownership and
+        the validity end given back."""
+        previous = self.connection.execute(
+            sa.select(ownerships).where(ownerships.c.id == previous_ownership_id)
+        ).one()
+        new_end: date = validity_end or previous.final_validity_end
+        ownership_id = self.start_ownership(
+            msisdn,
+            previous.owner_id,
+            previous.language,
+            OwnershipStart.REINSTATEMENT,
+            started_by=operator.actor,
+            reason=reason,
+            **ownership,
+        )
+        if pool_entry_id is not None:
+            self.leave_pool(pool_entry_id, PoolLeave.REINSTATED, ownership_id)
+        self.new_cycle(
+            msisdn,
+            CycleEnd.REINSTATED,
+            owner_id=previous.owner_id,
+            language=previous.language,
+            validity_end=new_end,
+            recycled_by_run_id=None,
+        )
+        self.audit(
+            msisdn,
+            AuditEvent.OWNERSHIP_REINSTATED,
+            operator,
+            owner_id=previous.owner_id,
+            validity_end_after=new_end,
+            details=details,
+        )
+        return previous, new_end
+
     def open_hold(self, msisdn: str) -> sa.Row[Any] | None:
         return self.connection.execute(
             sa.select(holds).where(holds.c.msisdn == msisdn, holds.c.released_at.is_(None))
@@ -181,6 +239,16 @@ class NumberChange:
                 reason=operator.reason,
                 **fields,
             )
+        )
+
+
+def refuse_past_validity(validity_end: date | None, today: date) -> None:
+    """A reinstatement gives the owner valid credit back: a validity end already past is no
+    such thing."""
+    if validity_end is not None and validity_end < today:
+        raise InputRefused(
+            f"--validity-end {validity_end.isoformat()} is already past: a reinstatement "
+            "gives the owner valid credit back"
         )
 
 

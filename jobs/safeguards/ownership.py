@@ -20,10 +20,17 @@ import sqlalchemy as sa
 
 from jobs.clock import Clock
 from jobs.database.engine import BaseLock, Database, retried
-from jobs.database.schema import holds, ownerships
+from jobs.database.schema import holds
 from jobs.errors import InputRefused
 from jobs.rules import Rules
-from jobs.safeguards.changes import Change, NumberChange, Operator, TakenByAnother, taken_from
+from jobs.safeguards.changes import (
+    Change,
+    NumberChange,
+    Operator,
+    TakenByAnother,
+    refuse_past_validity,
+    taken_from,
+)
 from jobs.settings import Settings
 from jobs.vocabulary import AuditEvent, CycleEnd, Language, OwnershipStart, PoolLeave
 
@@ -178,39 +185,15 @@ class Safeguards:
                     f"{current.started_on.isoformat()}; reinstating takes it from them: add "
                     "--force to open a request, which a second person must approve"
                 )
-            previous = session.connection.execute(
-                sa.select(ownerships).where(ownerships.c.id == entry.previous_ownership_id)
-            ).one()
-            new_end = validity_end or previous.final_validity_end
-            if validity_end is not None and validity_end < session.today:
-                raise InputRefused(
-                    f"--validity-end {validity_end.isoformat()} is already past: a reinstatement "
-                    "gives the owner valid credit back"
-                )
-            ownership_id = session.start_ownership(
+            refuse_past_validity(validity_end, session.today)
+            previous, new_end = session.give_back(
                 number.msisdn,
-                previous.owner_id,
-                previous.language,
-                OwnershipStart.REINSTATEMENT,
-                started_by=operator.actor,
-                reason=operator.reason,
-            )
-            session.leave_pool(entry.id, PoolLeave.REINSTATED, ownership_id)
-            session.new_cycle(
-                number.msisdn,
-                CycleEnd.REINSTATED,
-                owner_id=previous.owner_id,
-                language=previous.language,
-                validity_end=new_end,
-                recycled_by_run_id=None,
-            )
-            session.audit(
-                number.msisdn,
-                AuditEvent.OWNERSHIP_REINSTATED,
+                entry.previous_ownership_id,
                 operator,
-                owner_id=previous.owner_id,
-                validity_end_after=new_end,
+                validity_end=validity_end,
+                reason=operator.reason,
                 details={"from_owner": None, "forced": False},
+                pool_entry_id=entry.id,
             )
         return Change(
             number.msisdn,

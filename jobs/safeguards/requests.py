@@ -33,7 +33,6 @@ from sqlalchemy.engine import Connection
 from jobs.clock import Clock
 from jobs.database.engine import BaseLock, Database, retried
 from jobs.database.schema import (
-    ownerships,
     transfer_decisions,
     transfer_requests,
     warnings,
@@ -41,7 +40,13 @@ from jobs.database.schema import (
 from jobs.errors import InputRefused
 from jobs.phone import display_form
 from jobs.rules import Rules
-from jobs.safeguards.changes import Change, NumberChange, Operator, taken_from
+from jobs.safeguards.changes import (
+    Change,
+    NumberChange,
+    Operator,
+    refuse_past_validity,
+    taken_from,
+)
 from jobs.settings import Settings
 from jobs.vocabulary import (
     NOTICE_STATES,
@@ -191,10 +196,18 @@ def _request_of(row: sa.Row[Any], now: datetime) -> Request:
 
 
 def requests_of(
-    connection: Connection, now: datetime, *, msisdn: str | None = None, pending: bool = False
+    connection: Connection,
+    now: datetime,
+    *,
+    msisdn: str | None = None,
+    pending: bool = False,
+    request_id: int | None = None,
 ) -> list[Request]:
-    """The requests, oldest first: of one number, or all; only the pending ones if asked."""
+    """The requests, oldest first: of one number, or all, or the one with this id; only the
+    pending ones if asked."""
     query = _VIEW
+    if request_id is not None:
+        query = query.where(transfer_requests.c.id == request_id)
     if msisdn is not None:
         query = query.where(transfer_requests.c.msisdn == msisdn)
     if pending:
@@ -298,11 +311,7 @@ class FourEyes:
             previous, current = taken_from(session, number)
             if previous.owner_id == number.owner_id:
                 raise InputRefused(f"{number.msisdn} already belongs to {previous.owner_id}")
-            if validity_end is not None and validity_end < session.today:
-                raise InputRefused(
-                    f"--validity-end {validity_end.isoformat()} is already past: a "
-                    "reinstatement gives the owner valid credit back"
-                )
+            refuse_past_validity(validity_end, session.today)
             return {
                 "kind": RequestKind.REINSTATEMENT,
                 "ownership_id": current.id,
@@ -344,11 +353,11 @@ class FourEyes:
                 # buyers, a dispute): the first approved changes the ownership, and every other
                 # is then refused, since it was made against an ownership that has ended.
                 request_id = self._record_request(session, number, operator, values)
-                requests = requests_of(session.connection, session.now, msisdn=number.msisdn)
+                (request,) = requests_of(session.connection, session.now, request_id=request_id)
         if refused is not None:
             self._audit_refusal(msisdn, operator, refused)
             raise InputRefused(refused)
-        return next(request for request in requests if request.id == request_id)
+        return request
 
     def _record_request(
         self,
@@ -526,11 +535,7 @@ class FourEyes:
             raise InputRefused(f"there is no request {request_id}")
         number = session.number(msisdn)
         # Read after the number's lock: a decision committed while this waited is seen.
-        request = next(
-            item
-            for item in requests_of(session.connection, session.now, msisdn=msisdn)
-            if item.id == request_id
-        )
+        (request,) = requests_of(session.connection, session.now, request_id=request_id)
         if request.decision is not None:
             assert request.decided_at is not None
             raise InputRefused(
@@ -676,42 +681,23 @@ class FourEyes:
                 },
             )
             return f"{number.msisdn} transferred to {request.to_owner} (request {request.id})"
-        previous = session.connection.execute(
-            sa.select(ownerships).where(ownerships.c.id == request.previous_ownership_id)
-        ).one()
-        new_end = request.validity_end or previous.final_validity_end
+        assert request.previous_ownership_id is not None
         session.end_ownership(
             current.id, OwnershipEnd.REINSTATEMENT, operator.actor, request.reason
         )
-        session.start_ownership(
+        previous, new_end = session.give_back(
             number.msisdn,
-            previous.owner_id,
-            previous.language,
-            OwnershipStart.REINSTATEMENT,
-            started_by=operator.actor,
-            reason=request.reason,
-            request_id=request.id,
-        )
-        session.new_cycle(
-            number.msisdn,
-            CycleEnd.REINSTATED,
-            owner_id=previous.owner_id,
-            language=previous.language,
-            validity_end=new_end,
-            recycled_by_run_id=None,
-        )
-        session.audit(
-            number.msisdn,
-            AuditEvent.OWNERSHIP_REINSTATED,
+            request.previous_ownership_id,
             operator,
-            owner_id=previous.owner_id,
-            validity_end_after=new_end,
+            validity_end=request.validity_end,
+            reason=request.reason,
             details={
                 "from_owner": request.from_owner,
                 "forced": True,
                 "request_id": request.id,
                 "requested_by": request.requested_by,
             },
+            request_id=request.id,
         )
         return (
             f"{number.msisdn} is back with {previous.owner_id} "

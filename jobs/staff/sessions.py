@@ -58,8 +58,16 @@ def find_session(database: Database, token: str | None, *, now: datetime) -> Ses
     if not token:
         return None
     with database.write() as connection:
+        # The person's row as it is now (a role changed since the sign-in counts at once), with
+        # the few columns of the session that decide whether it still lives.
         row = connection.execute(
-            sa.select(staff_sessions, staff)
+            sa.select(
+                staff,
+                staff_sessions.c.csrf_token,
+                staff_sessions.c.started_at,
+                staff_sessions.c.last_seen_at,
+                staff_sessions.c.ended_at,
+            )
             .join(staff, staff.c.id == staff_sessions.c.staff_id)
             .where(staff_sessions.c.token_hash == _hash(token))
         ).first()
@@ -82,10 +90,7 @@ def find_session(database: Database, token: str | None, *, now: datetime) -> Ses
             .where(staff_sessions.c.token_hash == _hash(token))
             .values(last_seen_at=now)
         )
-        member = member_of(
-            connection.execute(sa.select(staff).where(staff.c.id == row.staff_id)).one()
-        )
-    return Session(token, member, row.csrf_token, row.started_at)
+    return Session(token, member_of(row), row.csrf_token, row.started_at)
 
 
 def end_session(database: Database, session: Session, *, now: datetime) -> None:
