@@ -194,7 +194,7 @@ class Settings(BaseSettings):
     console_outbox_path: Path | None = Field(
         default=None, description="file the console gateway appends to; stdout when unset"
     )
-    gateway: Literal["console", "twilio"] = Field(
+    gateway: Literal["console", "twilio", "kannel"] = Field(
         default="console", description="SMS gateway adapter"
     )
     twilio_from: str | None = Field(default=None, description="Twilio sender number")
@@ -203,6 +203,33 @@ class Settings(BaseSettings):
     )
     twilio_base_url: str = Field(
         default="https://api.twilio.com", description="Twilio API base URL (or a compatible one)"
+    )
+    twilio_status_callback_url: str | None = Field(
+        default=None,
+        description="recycler api's /receipts/twilio as Twilio reaches it: asks Twilio for "
+        "delivery receipts (signed with the auth token)",
+    )
+    kannel_sendsms_url: str = Field(
+        default="http://127.0.0.1:13013/cgi-bin/sendsms",
+        description="Kannel smsbox's sendsms interface",
+    )
+    kannel_username: str | None = Field(
+        default=None, description="Kannel sendsms-user (its password: KANNEL_PASSWORD)"
+    )
+    kannel_sender: str | None = Field(default=None, description="sender id or number for Kannel")
+    kannel_smsc_id: str | None = Field(
+        default=None, description="Kannel smsc-id to route through (default: Kannel's routing)"
+    )
+    kannel_receipt_url: str | None = Field(
+        default=None,
+        description="recycler api's /receipts/kannel as Kannel reaches it: asks Kannel for "
+        "delivery reports (signed with KANNEL_RECEIPT_SECRET)",
+    )
+    receipt_wait_hours: float = Field(
+        default=72,
+        gt=0,
+        le=24 * 30,
+        description="after this, a sent message without a receipt counts as 'no receipt'",
     )
     send_window: str = Field(default="08:00-20:00", description="local sending hours")
     send_rate: float = Field(
@@ -475,6 +502,15 @@ class Settings(BaseSettings):
                 "twilio_from: with gateway = twilio, set exactly one of twilio_from "
                 "(RECYCLER_TWILIO_FROM) and twilio_messaging_service_sid "
                 "(RECYCLER_TWILIO_MESSAGING_SERVICE_SID)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _kannel_sender(self) -> Settings:
+        if self.gateway == "kannel" and (not self.kannel_username or not self.kannel_sender):
+            raise ValueError(
+                "kannel_username: with gateway = kannel, set kannel_username "
+                "(RECYCLER_KANNEL_USERNAME) and kannel_sender (RECYCLER_KANNEL_SENDER)"
             )
         return self
 

@@ -10,12 +10,18 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+# A receipt's outcome is the gateway adapters' word (the notifier knows nothing of jobs); it is
+# also the warning state it leads to, and named here with the others.
+from notifier.receipts import DeliveryOutcome
+
 __all__ = [
     "CLAIMABLE_STATES",
     "NOTICE_STATES",
     "OPEN_STATES",
+    "UNREACHED_STATES",
     "AuditEvent",
     "CycleEnd",
+    "DeliveryOutcome",
     "Guard",
     "ImportKind",
     "Language",
@@ -43,7 +49,10 @@ class WarningState(StrEnum):
     # unreachable or failing gateway): retried by every sender, and never counted as notice.
     BLOCKED = "blocked"
     SENT = "sent"  # accepted by the gateway
-    DELIVERED = "delivered"  # the network confirmed delivery
+    DELIVERED = "delivered"  # the network confirmed delivery (a receipt, after sent)
+    # The network reported it could not deliver it (a receipt, after sent, with its error code):
+    # accepted by the gateway all the same, so final for notice as sent is.
+    UNDELIVERED = "undelivered"
     # Refused for good for a reason about the subscriber's number (invalid, unsubscribed, not
     # mobile): the subscriber cannot be reached, so the attempt counts as notice.
     FAILED = "failed"
@@ -54,7 +63,15 @@ class WarningState(StrEnum):
 OPEN_STATES = (WarningState.PENDING, WarningState.SENDING, WarningState.BLOCKED)
 # Final for the minimum-notice rule: the notice reached the network, or the number itself is
 # what cannot be reached.
-NOTICE_STATES = (WarningState.SENT, WarningState.DELIVERED, WarningState.FAILED)
+NOTICE_STATES = (
+    WarningState.SENT,
+    WarningState.DELIVERED,
+    WarningState.UNDELIVERED,
+    WarningState.FAILED,
+)
+# Final, yet the addressee was not reached: an owner's notice in one of these lets a request be
+# approved only with a reason saying how the owner was reached instead.
+UNREACHED_STATES = (WarningState.FAILED, WarningState.UNDELIVERED)
 # What a sender may claim once it is due.
 CLAIMABLE_STATES = (WarningState.PENDING, WarningState.BLOCKED)
 
@@ -195,6 +212,8 @@ class AuditEvent(StrEnum):
     REQUEST_REFUSED = "request.refused"  # not opened: the actor reached the day's limit
     NOTICE_SENT = "notice.sent"  # the owner's notice left, or failed for good
     NOTICE_FAILED = "notice.failed"
+    NOTICE_DELIVERED = "notice.delivered"  # its receipt came back
+    NOTICE_UNDELIVERED = "notice.undelivered"
     NOTICE_BLOCKED = "notice.blocked"
     NOTICE_CANCELLED = "notice.cancelled"
     # Staff and their sign-ins to the console (no number).
@@ -209,6 +228,8 @@ class AuditEvent(StrEnum):
     WARNING_FAILED = "warning.failed"
     WARNING_QUEUED = "warning.queued"
     WARNING_SENT = "warning.sent"
+    WARNING_DELIVERED = "warning.delivered"  # the network's receipt: delivered
+    WARNING_UNDELIVERED = "warning.undelivered"  # the network's receipt: not delivered
     WARNING_RECLASSIFIED = (
         "warning.reclassified"  # migration 0003: an operator-side failure is no notice
     )

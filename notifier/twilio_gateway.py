@@ -63,6 +63,9 @@ class TwilioConfig:
     base_url: str = TWILIO_API
     timeout_seconds: float = 10.0
     max_connections: int = 16
+    # Where Twilio posts each message's status (recycler api's /receipts/twilio); None: no
+    # receipts are asked for.
+    status_callback_url: str | None = None
 
     def __post_init__(self) -> None:
         if not self.account_sid or not self.auth_token:
@@ -131,6 +134,7 @@ class TwilioGateway:
                     body=message.text,
                     from_=self._config.from_number,
                     messaging_service_sid=self._config.messaging_service_sid,
+                    status_callback=self._config.status_callback_url,
                 )
         except TwilioRestException as error:
             raise classify(error) from None

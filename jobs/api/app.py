@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.json_schema import WithJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from jobs.api.receipts import ReceiptSecrets, add_receipt_routes
 from jobs.checking.clients import CHECK_SCOPE, authenticate, revoked_client_ids
 from jobs.checking.records import answer_and_record
 from jobs.checking.tokens import TokenAuthority, TokenClaims, TokenRejected
@@ -274,8 +275,10 @@ def create_app(
     authority: TokenAuthority,
     *,
     registry: CollectorRegistry | None = None,
+    receipt_secrets: ReceiptSecrets | None = None,
 ) -> FastAPI:
-    """The application over a database, with the token authority it trusts."""
+    """The application over a database, with the token authority it trusts, and the secrets
+    delivery receipts are signed with (by default from the environment)."""
     context = _Context(database, settings, clock, authority, registry or CollectorRegistry())
 
     @asynccontextmanager
@@ -301,6 +304,9 @@ def create_app(
     _check(app, context)
     _authorization(app, context)
     _operations(app, context)
+    add_receipt_routes(
+        app, database, settings, clock, receipt_secrets or ReceiptSecrets.from_environment()
+    )
     app.add_middleware(_Correlation)
     return app
 

@@ -67,7 +67,8 @@ def send_command(app: App, once: bool, limit: int | None, as_json: bool) -> None
         click.echo(
             f"sent {report.sent}, retry later {report.retried}, failed {report.failed}, "
             f"blocked {report.blocked}, cancelled as superseded {report.cancelled}, "
-            f"released unsent {report.released}{window}",
+            f"released unsent {report.released}, delivery receipts applied {report.receipts}"
+            f"{window}",
             err=to_stderr,
         )
     if report.gateway_problem is not None:

@@ -15,6 +15,7 @@ from sqlalchemy.types import TypeDecorator
 from jobs.vocabulary import (
     CLAIMABLE_STATES,
     AuditEvent,
+    DeliveryOutcome,
     ImportKind,
     Language,
     MessageKind,
@@ -34,6 +35,7 @@ __all__ = [
     "api_checks",
     "api_clients",
     "audit_events",
+    "delivery_receipts",
     "holds",
     "imports",
     "metadata",
@@ -282,6 +284,11 @@ warnings = sa.Table(
     # stage and no grace end, so that no rule about a cycle's warnings ever counts it.
     sa.Column("kind", sa.String(16), nullable=False, server_default=MessageKind.WARNING.value),
     sa.Column("request_id", sa.Integer),
+    # When the network's receipt came (delivered or undelivered), its local date, and the
+    # error code of an undelivered one. The notice still counts from final_on (accepted).
+    sa.Column("receipt_at", UtcDateTime),
+    sa.Column("receipt_on", sa.Date),
+    sa.Column("receipt_code", sa.String(32)),
     sa.UniqueConstraint("msisdn", "cycle", "stage"),
     sa.CheckConstraint(one_of("state", WarningState), name="state"),
     sa.CheckConstraint("encoding IN ('GSM-7', 'UCS-2')", name="encoding"),
@@ -320,6 +327,13 @@ sa.Index(
     postgresql_where=sa.and_(
         warnings.c.kind == MessageKind.OWNER_NOTICE, warnings.c.state.in_(CLAIMABLE_STATES)
     ),
+)
+# Receipts name a message by the gateway's id for it (a Twilio SID, a Kannel reference).
+sa.Index(
+    "ix_warnings_gateway_message_id",
+    warnings.c.gateway_message_id,
+    sqlite_where=warnings.c.gateway_message_id.is_not(None),
+    postgresql_where=warnings.c.gateway_message_id.is_not(None),
 )
 sa.Index(
     "ix_warnings_request_id",
@@ -542,3 +556,33 @@ staff_sessions = sa.Table(
     sa.Column("ended_at", UtcDateTime),
 )
 sa.Index(None, staff_sessions.c.staff_id)
+
+
+# Every final delivery receipt the API was given (Twilio's status callbacks, Kannel's dlr-url),
+# kept before anything else happens to it, and applied to its message by the senders
+# (jobs/sending/receipts.py): the API itself never reads or changes a warning.
+delivery_receipts = sa.Table(
+    "delivery_receipts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("received_at", UtcDateTime, nullable=False),
+    sa.Column("received_on", sa.Date, nullable=False),
+    sa.Column("gateway", sa.String(16), nullable=False),
+    sa.Column("message_id", sa.String(64), nullable=False),
+    # The gateway's own word (Twilio's MessageStatus, Kannel's DLR type).
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("error_code", sa.String(32)),
+    # Set by the sender that dealt with it, with the warning it named (none: an unknown id).
+    sa.Column("applied_at", UtcDateTime),
+    sa.Column("warning_id", sa.Integer),
+    sa.CheckConstraint(one_of("outcome", DeliveryOutcome), name="outcome"),
+)
+sa.Index(None, delivery_receipts.c.message_id, delivery_receipts.c.id)
+# The receipts no sender has dealt with yet: a handful, whatever the table's size.
+sa.Index(
+    "ix_delivery_receipts_waiting",
+    delivery_receipts.c.id,
+    sqlite_where=delivery_receipts.c.applied_at.is_(None),
+    postgresql_where=delivery_receipts.c.applied_at.is_(None),
+)

@@ -51,6 +51,7 @@ from jobs.settings import Settings
 from jobs.vocabulary import (
     NOTICE_STATES,
     OPEN_STATES,
+    UNREACHED_STATES,
     AuditEvent,
     CycleEnd,
     Language,
@@ -148,7 +149,7 @@ _VIEW = (
         _DECISIONS.c.notice_failed,
         _NOTICES.c.id.label("notice_id"),
         _NOTICES.c.state.label("notice_state"),
-        _NOTICES.c.error_code.label("notice_error"),
+        sa.func.coalesce(_NOTICES.c.receipt_code, _NOTICES.c.error_code).label("notice_error"),
     )
     .select_from(
         transfer_requests.outerjoin(
@@ -585,9 +586,10 @@ class FourEyes:
                 f"request {request.id} cannot be approved yet: the owner's notice is {state} "
                 "(`recycler send` sends it); approval waits until it has gone or failed"
             )
-        if state == WarningState.FAILED and notice_failed is None:
+        if state in UNREACHED_STATES and notice_failed is None:
+            what = "failed for good" if state == WarningState.FAILED else "was not delivered"
             raise InputRefused(
-                f"request {request.id}: the owner's notice failed for good "
+                f"request {request.id}: the owner's notice {what} "
                 f"({request.notice_error}); approve only with --notice-failed REASON, saying "
                 "how the owner was reached instead"
             )
@@ -595,8 +597,11 @@ class FourEyes:
             raise InputRefused(
                 f"request {request.id} cannot be approved: the owner's notice was {state}"
             )
-        if notice_failed is not None and state != WarningState.FAILED:
-            raise InputRefused(f"--notice-failed is for a notice that failed; this one was {state}")
+        if notice_failed is not None and state not in UNREACHED_STATES:
+            raise InputRefused(
+                f"--notice-failed is for a notice that failed or was not delivered; this one "
+                f"was {state}"
+            )
 
     # Carrying out ----------------------------------------------------------------------------
 

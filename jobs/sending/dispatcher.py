@@ -33,7 +33,7 @@ from jobs.database.engine import BaseLock, Database
 from jobs.database.locks import LockBusy, sqlite_sender_lock
 from jobs.errors import RecyclerError, SenderInProgress
 from jobs.failpoints import failpoint
-from jobs.sending import outbox
+from jobs.sending import outbox, receipts
 from jobs.settings import Settings
 from jobs.vocabulary import WarningState
 from notifier.encoding import Encoding
@@ -78,6 +78,8 @@ class SendReport:
     blocked: int = 0
     cancelled: int = 0
     released: int = 0
+    # Warnings a delivery receipt moved to delivered or undelivered.
+    receipts: int = 0
     outside_window: bool = False
     database_seconds: float = 0.0
     # Why the gateway could not be used, when a failure on the operator's side stopped the drain.
@@ -85,7 +87,7 @@ class SendReport:
 
     def add(self, other: SendReport) -> None:
         """Count another drain's figures into this one."""
-        for name in ("sent", "retried", "failed", "blocked", "cancelled", "released"):
+        for name in ("sent", "retried", "failed", "blocked", "cancelled", "released", "receipts"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.database_seconds += other.database_seconds
         self.outside_window = self.outside_window or other.outside_window
@@ -100,6 +102,7 @@ class SendReport:
             "blocked": self.blocked,
             "cancelled": self.cancelled,
             "released": self.released,
+            "receipts": self.receipts,
             "outside_window": self.outside_window,
             "gateway_problem": self.gateway_problem,
             "database_seconds": round(self.database_seconds, 3),
@@ -311,6 +314,10 @@ class _Drain:
             # another's claims early.
             now = self.dispatcher.clock.now_in(connection)
             lease_until = now + timedelta(seconds=self.settings.lease_seconds)
+            # The receipts the API kept since the last round (a handful, by a partial index).
+            self.report.receipts += receipts.apply_receipts(
+                connection, now=now, actor=self.dispatcher.actor
+            )
             claimed = outbox.claim(
                 connection,
                 token=token,
@@ -520,4 +527,9 @@ class _Drain:
 
     def _release(self) -> int:
         with self.dispatcher.sending() as connection:
+            # The receipts of what this drain sent that came in while it sent.
+            now = self.dispatcher.clock.now_in(connection)
+            self.report.receipts += receipts.apply_receipts(
+                connection, now=now, actor=self.dispatcher.actor
+            )
             return outbox.release(connection, tokens=self.tokens)

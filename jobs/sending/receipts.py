@@ -1,0 +1,179 @@
+"""Delivery receipts: a sent warning becomes delivered or undelivered, once, and never goes back.
+
+Receipts arrive over HTTP (``recycler api``: Twilio's status callbacks, Kannel's dlr-url), from
+outside, at any time and in any order. The HTTP layer only keeps them (``keep_receipt``: an
+append to ``delivery_receipts``); it can neither read nor change a warning. Senders apply them
+(``apply_receipts``, in every claim round), under the same base lock as the rest of their work:
+
+- a receipt moves only a ``sent`` message, to the outcome of the *first* final receipt ever kept
+  for that message id: duplicates, and late or out-of-order callbacks, change nothing;
+- a receipt that came before its message was recorded as sent (a gateway can report delivery
+  within milliseconds of accepting a message, while the sender still waits to write the batch)
+  waits, and is applied in a later round;
+- a receipt for an id recycler never sent is set aside after an hour, applied to nothing.
+
+Delivered and undelivered are final for the minimum-notice rule exactly as ``sent`` is
+(``NOTICE_STATES``): the notice counts from the day the gateway accepted the message
+(``final_on``, which a receipt never changes); the receipt's own day is kept beside it.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
+
+from jobs.database.audit import record_events
+from jobs.database.schema import delivery_receipts, warnings
+from jobs.vocabulary import OPEN_STATES, AuditEvent, MessageKind, WarningState
+from notifier.receipts import Receipt
+
+__all__ = ["UNMATCHED_AFTER", "apply_receipts", "is_known_message", "keep_receipt"]
+
+# How long a receipt may wait for a message recycler has not recorded: longer than any sender
+# takes to record what it sent, far shorter than anyone would wait for a statistic.
+UNMATCHED_AFTER = timedelta(hours=1)
+_BATCH = 500
+
+
+def keep_receipt(
+    connection: Connection,
+    *,
+    gateway: str,
+    message_id: str,
+    receipt: Receipt,
+    now: datetime,
+    today: date,
+) -> bool:
+    """Keep a final receipt for the senders to apply; returns whether it was final (a step in
+    between, such as "accepted by the SMSC", says nothing new and is not kept)."""
+    if receipt.outcome is None:
+        return False
+    connection.execute(
+        delivery_receipts.insert().values(
+            received_at=now,
+            received_on=today,
+            gateway=gateway,
+            message_id=message_id[:64],
+            status=receipt.status,
+            outcome=receipt.outcome.value,
+            error_code=receipt.error_code,
+        )
+    )
+    return True
+
+
+def apply_receipts(connection: Connection, *, now: datetime, actor: str) -> int:
+    """Apply up to a batch of waiting receipts; returns how many warnings they moved."""
+    waiting = connection.execute(
+        sa.select(delivery_receipts.c.id, delivery_receipts.c.message_id)
+        .where(delivery_receipts.c.applied_at.is_(None))
+        .order_by(delivery_receipts.c.id)
+        .limit(_BATCH)
+    ).all()
+    if not waiting:
+        return 0
+    receipt_ids = [row.id for row in waiting]
+    message_ids = sorted({row.message_id for row in waiting})
+    moved = [
+        row.id
+        for row in connection.execute(
+            sa.update(warnings)
+            .where(
+                warnings.c.gateway_message_id.in_(message_ids),
+                warnings.c.state == WarningState.SENT,
+            )
+            .values(
+                state=_first_receipt(delivery_receipts.c.outcome),
+                receipt_at=_first_receipt(delivery_receipts.c.received_at),
+                receipt_on=_first_receipt(delivery_receipts.c.received_on),
+                receipt_code=_first_receipt(delivery_receipts.c.error_code),
+            )
+            .returning(warnings.c.id)
+        )
+    ]
+    if moved:
+        _audit(connection, moved, now=now, actor=actor)
+    # Done with: a receipt whose message has left the outbox's open states (applied now, or
+    # final already), or one no message of recycler's has claimed for an hour.
+    message = (
+        sa.select(warnings.c.id)
+        .where(warnings.c.gateway_message_id == delivery_receipts.c.message_id)
+        .order_by(warnings.c.id.desc())
+        .limit(1)
+        .correlate(delivery_receipts)
+        .scalar_subquery()
+    )
+    still_open = (
+        sa.exists()
+        .where(
+            warnings.c.gateway_message_id == delivery_receipts.c.message_id,
+            warnings.c.state.in_(OPEN_STATES),
+        )
+        .correlate(delivery_receipts)
+    )
+    connection.execute(
+        sa.update(delivery_receipts)
+        .where(
+            delivery_receipts.c.id.in_(receipt_ids),
+            sa.or_(
+                sa.and_(message.is_not(None), ~still_open),
+                sa.and_(message.is_(None), delivery_receipts.c.received_at < now - UNMATCHED_AFTER),
+            ),
+        )
+        .values(applied_at=now, warning_id=message)
+    )
+    return len(moved)
+
+
+def _first_receipt(column: sa.Column[object]) -> ColumnElement[object]:
+    """A column of the first final receipt kept for the warning's message."""
+    return (
+        sa.select(column)
+        .where(delivery_receipts.c.message_id == warnings.c.gateway_message_id)
+        .order_by(delivery_receipts.c.id)
+        .limit(1)
+        .correlate(warnings)
+        .scalar_subquery()
+    )
+
+
+def _audit(connection: Connection, moved: list[int], *, now: datetime, actor: str) -> None:
+    notice = warnings.c.kind == MessageKind.OWNER_NOTICE
+    delivered = warnings.c.state == WarningState.DELIVERED
+    record_events(
+        connection,
+        warnings,
+        warnings.c.id.in_(moved),
+        now=now,
+        actor=actor,
+        event_type=sa.case(
+            (sa.and_(notice, delivered), sa.literal(AuditEvent.NOTICE_DELIVERED.value)),
+            (notice, sa.literal(AuditEvent.NOTICE_UNDELIVERED.value)),
+            (delivered, sa.literal(AuditEvent.WARNING_DELIVERED.value)),
+            else_=sa.literal(AuditEvent.WARNING_UNDELIVERED.value),
+        ),
+        msisdn=warnings.c.msisdn,
+        reason=sa.case(
+            (delivered, sa.literal("the network reported it delivered")),
+            else_=sa.literal("the network reported it not delivered (error ")
+            + sa.func.coalesce(warnings.c.receipt_code, sa.literal("none given"))
+            + sa.literal(")"),
+        ),
+        owner_id=warnings.c.owner_id,
+        cycle=warnings.c.cycle,
+        stage=warnings.c.stage,
+        warning_id=warnings.c.id,
+    )
+
+
+def is_known_message(connection: Connection, message_id: str) -> bool:
+    """Whether recycler has recorded a message with this gateway id (for the log only)."""
+    return (
+        connection.execute(
+            sa.select(warnings.c.id).where(warnings.c.gateway_message_id == message_id).limit(1)
+        ).first()
+        is not None
+    )
