@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 
 from jobs.api import create_app, token_authority
+from jobs.api.receipts import ReceiptSecrets
 from jobs.checking.clients import add_client
 from jobs.clock import Clock, SystemClock
 from tests.support.world import World
@@ -151,15 +152,27 @@ class ApiServer:
 
 @contextmanager
 def running_api(
-    world: World, folder: Path, *, clock: Clock | None = None, **settings: Any
+    world: World,
+    folder: Path,
+    *,
+    clock: Clock | None = None,
+    port: int | None = None,
+    receipt_secrets: ReceiptSecrets | None = None,
+    **settings: Any,
 ) -> Iterator[ApiServer]:
     """The API on the world's database; its clock the real one (tokens expire in real time)
-    unless a test gives it the world's."""
-    port = free_port()
+    unless a test gives it the world's. The receipts' secrets are none unless given."""
+    port = port or free_port()
     chosen = world.with_settings(
         api_port=port, api_signing_key_path=folder / "api-key.pem", **settings
     )
     authority = token_authority(chosen.settings)
-    app = create_app(chosen.database, chosen.settings, clock or SystemClock(), authority)
+    app = create_app(
+        chosen.database,
+        chosen.settings,
+        clock or SystemClock(),
+        authority,
+        receipt_secrets=receipt_secrets or ReceiptSecrets(),
+    )
     with serve(app, port) as base_url:
         yield ApiServer(chosen, base_url, folder / "api-key.pem")

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ClientSession, web
+from twilio.request_validator import RequestValidator
 
 __all__ = ["ACCOUNT_SID", "AUTH_TOKEN", "Accepted", "Faults", "TwilioTestServer"]
 
@@ -45,6 +46,13 @@ class Faults:
     )
     timeout_seconds: float = 3.0  # how long a "no answer in time" request hangs
     refuse: dict[str, int] = field(default_factory=dict)  # number -> Twilio error code
+    # Status callbacks, when a message names a StatusCallback: numbers the network cannot
+    # reach (number -> Twilio error code; the others are delivered), callbacks in reverse
+    # order (the final status first, then "sent", as Twilio's do arrive at times), and each
+    # callback sent twice.
+    undeliverable: dict[str, int] = field(default_factory=dict)
+    callbacks_reversed: bool = False
+    callbacks_twice: bool = False
     seed: int = 1
 
     @classmethod
@@ -104,6 +112,8 @@ class _App:
         self.requests = 0
         self.in_flight = 0
         self.peak_in_flight = 0
+        self.callbacks: list[asyncio.Task[None]] = []
+        self.callback_answers: list[int] = []
 
     def configure(self, faults: Faults) -> None:
         self.faults = faults
@@ -156,6 +166,14 @@ class _App:
             return _error(self.faults.refuse[to])
         sid = "SM" + secrets.token_hex(16)
         self.accepted.append(Accepted(sid, to, body, sender, time.monotonic()))
+        callback = str(form.get("StatusCallback") or "")
+        if callback:
+            # After the answer, as Twilio does: the message first exists, then moves.
+            self.callbacks.append(
+                asyncio.get_running_loop().create_task(
+                    self._status_callbacks(callback, sid, to, sender)
+                )
+            )
         now = datetime.now(UTC).strftime("%a, %d %b %Y %H:%M:%S +0000")
         return web.json_response(
             {
@@ -184,6 +202,39 @@ class _App:
             },
             status=201,
         )
+
+    async def _status_callbacks(self, url: str, sid: str, to: str, sender: str) -> None:
+        """POST the message's statuses to its StatusCallback, signed as Twilio signs them."""
+        await asyncio.sleep(0.05)
+        code = self.faults.undeliverable.get(to)
+        final = (
+            {"MessageStatus": "undelivered", "ErrorCode": str(code)}
+            if code
+            else {"MessageStatus": "delivered"}
+        )
+        statuses = [{"MessageStatus": "sent"}, final]
+        if self.faults.callbacks_reversed:
+            statuses.reverse()
+        if self.faults.callbacks_twice:
+            statuses = [status for status in statuses for _ in range(2)]
+        validator = RequestValidator(AUTH_TOKEN)
+        async with ClientSession() as session:
+            for status in statuses:
+                form = {
+                    "AccountSid": ACCOUNT_SID,
+                    "ApiVersion": "2010-04-01",
+                    "From": sender,
+                    "MessageSid": sid,
+                    "SmsSid": sid,
+                    "SmsStatus": status["MessageStatus"],
+                    "To": to,
+                    **status,
+                }
+                signature = validator.compute_signature(url, form)
+                async with session.post(
+                    url, data=form, headers={"X-Twilio-Signature": signature}
+                ) as answer:
+                    self.callback_answers.append(answer.status)
 
     async def control_messages(self, _request: web.Request) -> web.Response:
         return web.json_response(
@@ -236,6 +287,15 @@ class TwilioTestServer:
     def counts(self) -> Counter[tuple[str, str]]:
         """How many times each (to, body) was accepted."""
         return self._app.counts()
+
+    def callbacks_done(self, timeout: float = 30) -> list[int]:
+        """Wait until every status callback was answered; returns the HTTP statuses."""
+
+        async def finished() -> None:
+            await asyncio.gather(*self._app.callbacks)
+
+        asyncio.run_coroutine_threadsafe(finished(), self._loop).result(timeout=timeout)
+        return list(self._app.callback_answers)
 
     def set_faults(self, faults: Faults) -> None:
         """Change the behaviour from now on."""
