@@ -66,6 +66,7 @@ class Daemon:
         self.settings = settings
         self.templates = templates
         self.clock = clock
+        self._receipt_wait = timedelta(hours=settings.receipt_wait_hours)
         self.actor = actor
         # SIGTERM stops the jobs at their next safe point; a database that does not answer has
         # its statements cancelled after stop_timeout_seconds, and the process leaves by force
@@ -106,7 +107,7 @@ class Daemon:
             signal.signal(number, self._on_signal)
         if self.settings.metrics_port is not None:
             self.metrics.serve(self.settings.metrics_port)
-        self.metrics.refresh(self.database, self.clock.now())
+        self.metrics.refresh(self.database, self.clock.now(), receipt_wait=self._receipt_wait)
         self.scheduler.add_job(
             self.nightly,
             cron_trigger(self.settings.run_schedule, self.settings.zone),
@@ -196,7 +197,9 @@ class Daemon:
             return str(error).splitlines()[0] if str(error) else type(error).__name__
         finally:
             with contextlib.suppress(Exception):  # metrics wait for the database like the run
-                self.metrics.refresh(self.database, self.clock.now())
+                self.metrics.refresh(
+                    self.database, self.clock.now(), receipt_wait=self._receipt_wait
+                )
         return None
 
     def _retry_later(self, day: date, attempt: int, failure: str) -> None:
@@ -245,7 +248,9 @@ class Daemon:
             log.error("send.refused", error=skewed.message)
         finally:
             with contextlib.suppress(Exception):  # metrics wait for the database like the rest
-                self.metrics.refresh(self.database, self.clock.now())
+                self.metrics.refresh(
+                    self.database, self.clock.now(), receipt_wait=self._receipt_wait
+                )
 
     async def _send(self, dispatcher: Dispatcher) -> None:
         stop = asyncio.Event()

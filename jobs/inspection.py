@@ -28,6 +28,7 @@ from jobs.phone import number_from_user
 from jobs.rules import Phase, Rules, phase
 from jobs.safeguards.requests import requests_of
 from jobs.sending.outbox import depth
+from jobs.sending.receipts import Deliveries, deliveries_by_night
 from jobs.settings import Settings, latest_fire_time
 from jobs.vocabulary import NOTICE_STATES, RunOutcome, WarningState
 
@@ -63,6 +64,8 @@ class StatusView:
     numbers_by_state: dict[str, int]
     # Each health check by name, with the sentence that says what is wrong (None when fine).
     checks: dict[str, str | None] = field(default_factory=dict)
+    # What became of the last nights' warnings once the gateway had them, per night and stage.
+    deliveries: list[Deliveries] = field(default_factory=list)
 
     @property
     def problems(self) -> list[str]:
@@ -87,6 +90,7 @@ class StatusView:
             "runs": self.runs,
             "outbox": self.outbox,
             "numbers": self.numbers_by_state,
+            "deliveries": [row.to_json() for row in self.deliveries],
         }
 
 
@@ -164,6 +168,9 @@ def status_view(
             .group_by(warnings.c.state)
         ).all()
         history = run_history(connection)
+        deliveries = deliveries_by_night(
+            connection, now=now, wait=timedelta(hours=settings.receipt_wait_hours)
+        )
         fired = latest_fire_time(settings.run_schedule, settings.zone, now)
         night_done = fired is None or (
             connection.execute(
@@ -186,8 +193,9 @@ def status_view(
             "in_flight": by_state.get("sending", 0),
             "sent": by_state.get("sent", 0),
             "blocked": by_state.get(WarningState.BLOCKED, 0),
-            "delivered": by_state.get("delivered", 0),
-            "failed": by_state.get("failed", 0),
+            "delivered": by_state.get(WarningState.DELIVERED, 0),
+            "undelivered": by_state.get(WarningState.UNDELIVERED, 0),
+            "failed": by_state.get(WarningState.FAILED, 0),
             "cancelled": by_state.get("cancelled", 0),
             "oldest_pending_minutes": (
                 round((now - oldest).total_seconds() / 60, 1) if oldest is not None else None
@@ -202,6 +210,7 @@ def status_view(
             "pool_available": pool[1],
         },
     )
+    view.deliveries = deliveries
     view.checks = {
         "last_run": _running_problem(history.running, alive, now, settings)
         or _last_run_problem(history.last),

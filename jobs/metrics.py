@@ -6,7 +6,7 @@ whoever did the work; send latency and gateway errors are counted by the sender 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from prometheus_client import (
@@ -21,6 +21,7 @@ from prometheus_client import (
 from jobs.database.engine import Database
 from jobs.nightly.records import run_history
 from jobs.sending.outbox import depth
+from jobs.sending.receipts import deliveries_by_night
 from jobs.vocabulary import Guard, RunOutcome, WarningState
 
 __all__ = ["Metrics"]
@@ -81,6 +82,14 @@ class Metrics:
             "Age of the oldest pending warning (0 when none is pending).",
             registry=self.registry,
         )
+        self.deliveries = Gauge(
+            "recycler_deliveries",
+            "The last 7 nights' warnings once the gateway had them, by night (its date), stage "
+            "and outcome: delivered, undelivered, no_receipt (none within receipt_wait_hours), "
+            "awaiting_receipt, failed (refused for the number).",
+            ["night", "stage", "outcome"],
+            registry=self.registry,
+        )
         self.send_latency = Histogram(
             "recycler_send_latency_seconds",
             "How long one gateway request took, answered or not.",
@@ -119,11 +128,21 @@ class Metrics:
         """The gateway refused because of the operator's own side (a wrong token...)."""
         self.gateway_unusable.labels(code[:32]).inc()
 
-    def refresh(self, database: Database, now: datetime) -> None:
-        """Read the run and outbox figures from the database."""
+    def refresh(
+        self, database: Database, now: datetime, *, receipt_wait: timedelta = timedelta(hours=72)
+    ) -> None:
+        """Read the run, outbox and delivery figures from the database."""
         with database.read() as connection:
             history = run_history(connection)
             outbox = depth(connection)
+            deliveries = deliveries_by_night(connection, now=now, wait=receipt_wait)
+        # Nights come and go: only the last seven are series at any time.
+        self.deliveries.clear()
+        for row in deliveries:
+            for outcome in ("delivered", "undelivered", "no_receipt", "awaiting_receipt", "failed"):
+                self.deliveries.labels(row.night.isoformat(), str(row.stage), outcome).set(
+                    getattr(row, outcome)
+                )
         for state in WarningState:
             self.outbox.labels(state).set(outbox.by_state.get(state, 0))
         oldest = outbox.oldest_pending

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -16,10 +17,13 @@ __all__ = ["InMemoryGateway"]
 class InMemoryGateway:
     """Records every message it accepts; raises the errors it is told to, in order.
 
-    ``latency`` makes every send take that long, as a real gateway would.
+    ``latency`` makes every send take that long, as a real gateway would. Its message ids are
+    ``PREFIX-N``; the prefix is random unless given, so that two gateways never hand out the
+    same id (delivery receipts find a message by it).
     """
 
     latency: float = 0.0
+    id_prefix: str = field(default_factory=lambda: f"memory-{secrets.token_hex(4)}")
     sent: list[Message] = field(default_factory=list)
     failures: deque[GatewayError] = field(default_factory=deque)
     refusals: dict[str, GatewayError] = field(default_factory=dict)
@@ -46,7 +50,7 @@ class InMemoryGateway:
         if self.failures:
             raise self.failures.popleft()
         self.sent.append(message)
-        return f"memory-{len(self.sent)}"
+        return f"{self.id_prefix}-{len(self.sent)}"
 
     async def close(self) -> None:
         """Nothing to release."""

@@ -7,7 +7,7 @@ import json
 import os
 import sys
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -194,7 +194,9 @@ def write_metrics(app: App, database: Database, metrics: Metrics | None = None) 
     from jobs.metrics import Metrics  # noqa: PLC0415  (only the commands that write metrics)
 
     chosen = metrics or Metrics()
-    chosen.refresh(database, app.clock.now())
+    chosen.refresh(
+        database, app.clock.now(), receipt_wait=timedelta(hours=app.settings.receipt_wait_hours)
+    )
     chosen.write(path)
 
 

@@ -56,6 +56,37 @@ def _print_status(app: App, view: StatusView) -> None:
         else:
             outbox.add_row(state.replace("_", " "), str(value))
     app.console.print(outbox)
+    if view.deliveries:
+        deliveries = Table(
+            title=f"Deliveries (receipts awaited {app.settings.receipt_wait_hours:g} h)",
+            title_justify="left",
+        )
+        for heading in (
+            "night",
+            "stage",
+            "accepted",
+            "delivered",
+            "undelivered",
+            "no receipt",
+            "awaiting",
+            "failed",
+            "delivered %",
+        ):
+            deliveries.add_column(heading, justify="left" if heading == "night" else "right")
+        for row in view.deliveries:
+            share = row.delivered_share
+            deliveries.add_row(
+                row.night.isoformat(),
+                str(row.stage),
+                str(row.accepted),
+                str(row.delivered),
+                str(row.undelivered),
+                str(row.no_receipt),
+                str(row.awaiting_receipt),
+                str(row.failed),
+                "-" if share is None else f"{share * 100:.1f}",
+            )
+        app.console.print(deliveries)
     base = Table(
         title=f"Numbers on {view.today.isoformat()}", title_justify="left", show_header=False
     )

@@ -309,7 +309,12 @@ def create_console(database: Database, settings: Settings, clock: Clock) -> Fast
         allowed(session, "read")
         health = status_view(database, settings, clock, settings.rules)
         return render(
-            request, "nights.html", session, health=health, **reports.nights(database, settings)
+            request,
+            "nights.html",
+            session,
+            health=health,
+            receipt_wait_hours=f"{settings.receipt_wait_hours:g}",
+            **reports.nights(database, settings),
         )
 
     @app.get("/forecast")

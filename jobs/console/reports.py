@@ -122,12 +122,18 @@ def nights(database: Database, settings: Settings, *, count: int = 60) -> dict[s
     ]
     charts += [
         Chart(
-            "sent (or delivered)",
+            "accepted by the gateway (sent, delivered or undelivered since)",
             "#1b6e2d",
             series(
                 [
-                    finished.get((day, WarningState.SENT), 0)
-                    + finished.get((day, WarningState.DELIVERED), 0)
+                    sum(
+                        finished.get((day, state), 0)
+                        for state in (
+                            WarningState.SENT,
+                            WarningState.DELIVERED,
+                            WarningState.UNDELIVERED,
+                        )
+                    )
                     for day in days
                 ]
             ),

@@ -19,18 +19,27 @@ Delivered and undelivered are final for the minimum-notice rule exactly as ``sen
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from jobs.database.audit import record_events
-from jobs.database.schema import delivery_receipts, warnings
+from jobs.database.schema import delivery_receipts, runs, warnings
 from jobs.vocabulary import OPEN_STATES, AuditEvent, MessageKind, WarningState
 from notifier.receipts import Receipt
 
-__all__ = ["UNMATCHED_AFTER", "apply_receipts", "is_known_message", "keep_receipt"]
+__all__ = [
+    "UNMATCHED_AFTER",
+    "Deliveries",
+    "apply_receipts",
+    "deliveries_by_night",
+    "is_known_message",
+    "keep_receipt",
+]
 
 # How long a receipt may wait for a message recycler has not recorded: longer than any sender
 # takes to record what it sent, far shorter than anyone would wait for a statistic.
@@ -177,3 +186,78 @@ def is_known_message(connection: Connection, message_id: str) -> bool:
         ).first()
         is not None
     )
+
+
+@dataclass(frozen=True)
+class Deliveries:
+    """What became of one night's warnings of one stage, once the gateway had them."""
+
+    night: date
+    run_id: int
+    stage: int
+    delivered: int
+    undelivered: int
+    no_receipt: int  # sent, and no receipt in receipt_wait_hours: it will not come now
+    awaiting_receipt: int  # sent, still inside receipt_wait_hours
+    failed: int  # refused for the number itself; never reached the network
+
+    @property
+    def accepted(self) -> int:
+        """Handed to the network: every message a receipt could come for."""
+        return self.delivered + self.undelivered + self.no_receipt + self.awaiting_receipt
+
+    @property
+    def delivered_share(self) -> float | None:
+        """Delivered among those accepted whose receipt is in or overdue (None: none yet)."""
+        settled = self.delivered + self.undelivered + self.no_receipt
+        return round(self.delivered / settled, 4) if settled else None
+
+    def to_json(self) -> dict[str, Any]:
+        """The machine-readable row."""
+        return {
+            "night": self.night.isoformat(),
+            "run_id": self.run_id,
+            "stage": self.stage,
+            "accepted": self.accepted,
+            "delivered": self.delivered,
+            "undelivered": self.undelivered,
+            "no_receipt": self.no_receipt,
+            "awaiting_receipt": self.awaiting_receipt,
+            "failed": self.failed,
+            "delivered_share": self.delivered_share,
+        }
+
+
+def deliveries_by_night(
+    connection: Connection, *, now: datetime, wait: timedelta, nights: int = 7
+) -> list[Deliveries]:
+    """The delivery figures of the warnings queued by the last `nights` real runs, per night
+    and stage, newest night first (found by the runs' index on warnings: a few nights' rows,
+    however long the history)."""
+    recent = (
+        sa.select(runs.c.id)
+        .where(runs.c.dry_run.is_(sa.false()))
+        .order_by(runs.c.id.desc())
+        .limit(nights)
+        .scalar_subquery()
+    )
+    state = warnings.c.state
+    sent = state == WarningState.SENT
+    overdue = warnings.c.final_at < now - wait
+    rows = connection.execute(
+        sa.select(
+            runs.c.id,
+            runs.c.as_of,
+            warnings.c.stage,
+            sa.func.count().filter(state == WarningState.DELIVERED),
+            sa.func.count().filter(state == WarningState.UNDELIVERED),
+            sa.func.count().filter(sent, overdue),
+            sa.func.count().filter(sent, ~overdue),
+            sa.func.count().filter(state == WarningState.FAILED),
+        )
+        .select_from(warnings.join(runs, runs.c.id == warnings.c.queued_by_run_id))
+        .where(warnings.c.queued_by_run_id.in_(recent), warnings.c.kind == MessageKind.WARNING)
+        .group_by(runs.c.id, runs.c.as_of, warnings.c.stage)
+        .order_by(runs.c.id.desc(), warnings.c.stage.desc())
+    ).all()
+    return [Deliveries(row[1], row[0], *row[2:]) for row in rows]

@@ -26,7 +26,7 @@ from tests.support.twilio_server import ACCOUNT_SID, AUTH_TOKEN, Faults, TwilioT
 from tests.support.world import World, as_of_noon
 
 D = date(2026, 11, 20)
-RECEIPT_SECRET = "kannel-receipt-secret-for-tests"  # noqa: S105
+RECEIPT_SECRET = "kannel-receipt-secret-for-tests"
 
 
 def warned(world: World, languages: tuple[str, ...]) -> list[str]:
@@ -134,6 +134,23 @@ class TestTwilioStatusCallbacks:
             third: (WarningState.UNDELIVERED, "30003"),
         }
         assert world.events_of(third).count(AuditEvent.WARNING_UNDELIVERED) == 1
+        status = recycler("status", "--json", env=env).json()
+        assert status["outbox"]["delivered"] == 2
+        assert status["outbox"]["undelivered"] == 1
+        assert status["deliveries"] == [
+            {
+                "night": D.isoformat(),
+                "run_id": 1,
+                "stage": 7,
+                "accepted": 3,
+                "delivered": 2,
+                "undelivered": 1,
+                "no_receipt": 0,
+                "awaiting_receipt": 0,
+                "failed": 0,
+                "delivered_share": 0.6667,
+            }
+        ]
 
     def test_out_of_order_and_repeated(
         self, world: World, twilio: TwilioTestServer, api: ApiServer, callback_url: str

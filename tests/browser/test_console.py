@@ -13,12 +13,14 @@ import sqlalchemy as sa
 from playwright.sync_api import Page, expect
 
 from jobs.clock import SystemClock
-from jobs.database.schema import api_checks, audit_events, numbers
+from jobs.database.schema import api_checks, audit_events, numbers, warnings
 from jobs.importing.subscribers import import_subscribers
 from jobs.safeguards.changes import Operator
 from jobs.safeguards.ownership import Safeguards
 from jobs.sending.dispatcher import Dispatcher
+from jobs.sending.receipts import deliveries_by_night, keep_receipt
 from jobs.staff.accounts import set_role
+from notifier.receipts import twilio_receipt
 from notifier.testing import InMemoryGateway
 from tests.benchmarks.exports import subscriber_export
 from tests.browser.conftest import Console, Person
@@ -251,10 +253,64 @@ class TestOperations:
         ]
         assert len(heights) >= 3 * 6
         assert sum(1 for height in heights if height > 0) >= 6
-        sent = page.get_by_role("img", name="sent (or delivered)")
+        sent = page.get_by_role(
+            "img", name="accepted by the gateway (sent, delivered or undelivered since)"
+        )
         assert any(
             float(bar.get_attribute("height") or 0) > 0 for bar in sent.locator("rect").all()
         )
+
+    def test_deliveries_per_night_and_stage(self, console: Console, page: Page) -> None:
+        """Receipts for the three nights' warnings (every other one delivered, one
+        undelivered): the Deliveries table says what SQL says, row by row."""
+        world = console.world
+        three_nights(world)
+        with world.database.read() as connection:
+            sent = (
+                connection.execute(
+                    sa.select(warnings.c.gateway_message_id)
+                    .where(warnings.c.gateway_message_id.is_not(None))
+                    .order_by(warnings.c.id)
+                )
+                .scalars()
+                .all()
+            )
+        assert len(sent) >= 3
+        now = world.clock.now()
+        with world.database.write() as connection:
+            for index, message_id in enumerate(sent[::2]):
+                keep_receipt(
+                    connection,
+                    gateway="twilio",
+                    message_id=message_id,
+                    receipt=twilio_receipt("undelivered" if index == 0 else "delivered", "30003"),
+                    now=now,
+                    today=now.date(),
+                )
+        sender = threading.Thread(target=lambda: Dispatcher(
+            world.database, world.with_settings(send_window="00:00-24:00").settings,
+            InMemoryGateway(), world.clock).drain())  # fmt: skip
+        sender.start()
+        sender.join()
+        with world.database.read() as connection:
+            expected = deliveries_by_night(
+                connection, now=datetime.now(UTC), wait=timedelta(hours=72)
+            )
+        assert sum(row.undelivered for row in expected) == 1
+        assert sum(row.delivered for row in expected) == len(sent[::2]) - 1
+        sign_in(page, console, console.person("sok", "supervisor"))
+        page.get_by_role("link", name="Nights").click()
+        table = page.locator("section[aria-labelledby=deliveries] table tbody tr")
+        expect(table).to_have_count(len(expected))
+        for index, row in enumerate(expected):
+            cells = table.nth(index).locator("td").all_inner_texts()
+            share = "-" if row.delivered_share is None else f"{row.delivered_share * 100:.1f}"
+            assert cells == [
+                row.night.isoformat(), str(row.stage), str(row.accepted), str(row.delivered),
+                str(row.undelivered), str(row.no_receipt), str(row.awaiting_receipt),
+                str(row.failed), share,
+            ]  # fmt: skip
+        shot(page, console, "deliveries")
 
     def test_forecast_equals_the_counts_in_sql(
         self, console: Console, page: Page, tmp_path: Path

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from jobs.clock import local_date
 from jobs.database.schema import delivery_receipts, warnings
 from jobs.sending.dispatcher import Dispatcher
-from jobs.sending.receipts import keep_receipt
+from jobs.sending.receipts import deliveries_by_night, keep_receipt
 from jobs.vocabulary import AuditEvent, WarningState
 from notifier.receipts import Receipt, kannel_receipt, twilio_receipt
 from notifier.testing import InMemoryGateway
@@ -156,8 +156,8 @@ class TestApplied:
         msisdn = world.add_number(D - timedelta(days=83))
         world.fresh_feed(D)
         world.run(D)
-        keep(world, "memory-1", twilio_receipt("delivered", None))
-        assert drain(world) == 1
+        keep(world, "known-1", twilio_receipt("delivered", None))
+        assert drain(world, InMemoryGateway(id_prefix="known")) == 1
         assert receipt_columns(world, msisdn)[0] == WarningState.DELIVERED
 
     def test_unknown_message_set_aside_after_an_hour(self, world: World) -> None:
@@ -181,6 +181,32 @@ class TestApplied:
             ).scalar_one()
 
 
+class TestDeliveryFigures:
+    def test_per_night_and_stage_with_the_receipt_wait(self, world: World) -> None:
+        """Two sent on D, one delivered: the other awaits its receipt for 72 hours after it
+        was accepted, then counts as no receipt."""
+        first, _ = two_sent(world)
+        keep(world, message_of(world, first), twilio_receipt("delivered", None))
+        drain(world)
+        accepted_at = as_of_noon(D, world.settings)
+
+        def figures(hours: float) -> list[tuple[object, ...]]:
+            with world.database.read() as connection:
+                rows = deliveries_by_night(
+                    connection,
+                    now=accepted_at + timedelta(hours=hours),
+                    wait=timedelta(hours=72),
+                )
+            return [
+                (row.night, row.stage, row.accepted, row.delivered, row.undelivered,
+                 row.no_receipt, row.awaiting_receipt, row.failed, row.delivered_share)
+                for row in rows
+            ]  # fmt: skip
+
+        assert figures(71) == [(D, 7, 2, 1, 0, 0, 1, 0, 1.0)]
+        assert figures(73) == [(D, 7, 2, 1, 0, 1, 0, 0, 0.5)]
+
+
 class TestMinimumNotice:
     @pytest.mark.parametrize(
         "receipt",
@@ -199,7 +225,7 @@ class TestMinimumNotice:
         drain(world)
         world.clock.moment += timedelta(days=3)
         if receipt is not None:
-            keep(world, "memory-1", receipt)
+            keep(world, message_of(world, msisdn), receipt)
             assert drain(world) == 1
         assert world.run(D + timedelta(days=6), allow_mass_recycle=True).recycled == 0
         assert world.run(D + timedelta(days=7), allow_mass_recycle=True).recycled == 1

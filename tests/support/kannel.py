@@ -26,8 +26,8 @@ BEARERBOX = Path("/usr/sbin/bearerbox")
 SMSBOX = Path("/usr/sbin/smsbox")
 FAKESMSC = Path("/usr/lib/kannel/test/fakesmsc")
 USERNAME = "recycler"
-PASSWORD = "kannel-test-password"  # noqa: S105  (a test Kannel's, on 127.0.0.1)
-_ADMIN_PASSWORD = "kannel-admin"  # noqa: S105
+PASSWORD = "kannel-test-password"
+_ADMIN_PASSWORD = "kannel-admin"
 _LINE = re.compile(r"Got message \d+: <(.*)>$")
 
 
@@ -171,7 +171,7 @@ concatenation = true
         """bearerbox's status page."""
         url = f"http://127.0.0.1:{self.admin_port}/status.txt?password={_ADMIN_PASSWORD}"
         try:
-            with urllib.request.urlopen(url, timeout=2) as answer:  # noqa: S310
+            with urllib.request.urlopen(url, timeout=2) as answer:
                 return str(answer.read().decode())
         except OSError as error:
             return str(error)
