@@ -175,7 +175,10 @@ def another_database(
 
 # Markers for tests that drive a real program from Debian's packages; without it they are
 # skipped with the package to install, and `.ci/run` (which installs them) fails on any skip.
-_PROGRAMS = {"needs_faketime": ("faketime", "faketime")}
+_PROGRAMS = {
+    "needs_faketime": ("faketime", "faketime"),
+    "needs_kannel": ("bearerbox", "kannel kannel-extras"),
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

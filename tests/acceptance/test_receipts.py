@@ -257,6 +257,7 @@ def texts(world: World) -> dict[str, str]:
     return {row.msisdn: row.text for row in rows}
 
 
+@pytest.mark.needs_kannel
 class TestKannel:
     def test_warnings_reach_the_smsc_and_receipts_come_back(
         self, world: World, kannel: Kannel, api: ApiServer

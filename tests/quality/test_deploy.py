@@ -186,3 +186,29 @@ class TestContainerfile:
         assert any(line.startswith("USER 10001") for line in final_stage)
         assert any(line.startswith("HEALTHCHECK") and "status" in line for line in final_stage)
         assert 'ENTRYPOINT ["recycler"]' in final_stage
+
+
+@pytest.mark.needs_kannel
+class TestKannel:
+    """The example kannel.conf is read by Kannel's own configuration reader."""
+
+    def test_kannel_reads_the_example(self) -> None:
+        checked = subprocess.run(
+            ["/usr/lib/kannel/test/test_cfg", str(DEPLOY / "kannel" / "kannel.conf")],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert "cfg_read returned 0" in checked.stdout + checked.stderr
+
+    def test_a_wrong_field_is_noticed(self, tmp_path: Path) -> None:
+        """So that the test above can fail."""
+        wrong = tmp_path / "kannel.conf"
+        wrong.write_text((DEPLOY / "kannel" / "kannel.conf").read_text() + "bogus-field = 1\n")
+        checked = subprocess.run(
+            ["/usr/lib/kannel/test/test_cfg", str(wrong)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert "cfg_read returned -1" in checked.stdout + checked.stderr

@@ -28,6 +28,11 @@ def test_example_names_every_setting() -> None:
         "api_public_url",
         "api_issuer",
         "api_jwks_url",
+        "twilio_status_callback_url",
+        "kannel_username",
+        "kannel_sender",
+        "kannel_smsc_id",
+        "kannel_receipt_url",
     }
     assert named == set(Settings.model_fields) - unset_by_default
     text = EXAMPLE.read_text(encoding="utf-8")
