@@ -314,10 +314,10 @@ class _Drain:
             # another's claims early.
             now = self.dispatcher.clock.now_in(connection)
             lease_until = now + timedelta(seconds=self.settings.lease_seconds)
-            # The receipts the API kept since the last round (a handful, by a partial index).
-            self.report.receipts += receipts.apply_receipts(
-                connection, now=now, actor=self.dispatcher.actor
-            )
+            # The receipts the API kept since the last round (a batch at most: the claim's
+            # transaction stays short; an idle round applies the rest).
+            moved, more = receipts.apply_receipts(connection, now=now, actor=self.dispatcher.actor)
+            self.report.receipts += moved
             claimed = outbox.claim(
                 connection,
                 token=token,
@@ -326,11 +326,18 @@ class _Drain:
                 limit=size,
                 drain=self.drain,
             )
-            if not claimed:
-                return 0, []
-            cancelled = outbox.cancel_superseded(
-                connection, token=token, now=now, actor=self.dispatcher.actor
+            cancelled = (
+                outbox.cancel_superseded(
+                    connection, token=token, now=now, actor=self.dispatcher.actor
+                )
+                if claimed
+                else set()
             )
+        if not claimed:
+            # Nothing to send: the time to work off a backlog of receipts, if there is one.
+            if more:
+                self.report.receipts += self._apply_receipts()
+            return 0, []
         self.tokens.append(token)
         self.report.cancelled += len(cancelled)
         fresh = [item for item in claimed if item.warning_id not in cancelled]
@@ -525,11 +532,20 @@ class _Drain:
         self.report.blocked += recorded.get(WarningState.BLOCKED, 0)
         self.report.retried += recorded.get(WarningState.PENDING, 0)
 
+    def _apply_receipts(self) -> int:
+        """Apply every waiting receipt, a batch per transaction; returns the warnings moved."""
+        total, more = 0, True
+        while more:
+            with self.dispatcher.sending() as connection:
+                now = self.dispatcher.clock.now_in(connection)
+                moved, more = receipts.apply_receipts(
+                    connection, now=now, actor=self.dispatcher.actor
+                )
+            total += moved
+        return total
+
     def _release(self) -> int:
+        # The receipts of what this drain sent that came in while it sent.
+        self.report.receipts += self._apply_receipts()
         with self.dispatcher.sending() as connection:
-            # The receipts of what this drain sent that came in while it sent.
-            now = self.dispatcher.clock.now_in(connection)
-            self.report.receipts += receipts.apply_receipts(
-                connection, now=now, actor=self.dispatcher.actor
-            )
             return outbox.release(connection, tokens=self.tokens)

@@ -74,8 +74,9 @@ def keep_receipt(
     return True
 
 
-def apply_receipts(connection: Connection, *, now: datetime, actor: str) -> int:
-    """Apply up to a batch of waiting receipts; returns how many warnings they moved."""
+def apply_receipts(connection: Connection, *, now: datetime, actor: str) -> tuple[int, bool]:
+    """Apply up to a batch of waiting receipts; returns how many warnings they moved, and
+    whether more may be waiting (the batch was full)."""
     waiting = connection.execute(
         sa.select(delivery_receipts.c.id, delivery_receipts.c.message_id)
         .where(delivery_receipts.c.applied_at.is_(None))
@@ -83,7 +84,7 @@ def apply_receipts(connection: Connection, *, now: datetime, actor: str) -> int:
         .limit(_BATCH)
     ).all()
     if not waiting:
-        return 0
+        return 0, False
     receipt_ids = [row.id for row in waiting]
     message_ids = sorted({row.message_id for row in waiting})
     moved = [
@@ -134,7 +135,7 @@ def apply_receipts(connection: Connection, *, now: datetime, actor: str) -> int:
         )
         .values(applied_at=now, warning_id=message)
     )
-    return len(moved)
+    return len(moved), len(waiting) == _BATCH
 
 
 def _first_receipt(column: sa.Column[object]) -> ColumnElement[object]:

@@ -207,6 +207,7 @@ class TestSendOnce:
             "blocked": 0,
             "cancelled": 0,
             "released": 0,
+            "receipts": 0,
             "outside_window": False,
             "gateway_problem": None,
         }

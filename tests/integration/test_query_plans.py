@@ -34,7 +34,9 @@ from jobs.database.schema import warnings
 from jobs.importing.subscribers import import_subscribers
 from jobs.importing.topups import import_topups
 from jobs.sending.dispatcher import Dispatcher
+from jobs.sending.receipts import keep_receipt
 from jobs.vocabulary import WarningState
+from notifier.receipts import kannel_receipt
 from notifier.testing import InMemoryGateway
 from tests.benchmarks.exports import subscriber_export, topup_export
 from tests.support.world import World, as_of_noon
@@ -43,7 +45,16 @@ pytestmark = pytest.mark.postgresql_only
 
 D = date(2026, 11, 20)
 GROWING = frozenset(
-    {"numbers", "ownerships", "warnings", "audit_events", "topups", "resale_pool", "holds"}
+    {
+        "numbers",
+        "ownerships",
+        "warnings",
+        "audit_events",
+        "topups",
+        "resale_pool",
+        "holds",
+        "delivery_receipts",
+    }
 )
 TABLES = sorted(GROWING | {"runs", "imports"})
 
@@ -260,6 +271,61 @@ class TestPlansStayLinear:
                 used = {node.get("Index Name") for node in nodes} - {None}
                 assert "ix_warnings_due_notices" in used, (state, json.dumps(plan)[:2000])
                 assert "Seq Scan" not in {node["Node Type"] for node in nodes}, state
+
+    def test_receipts_find_their_messages_by_index(
+        self, operator_world: World, tmp_path: Path
+    ) -> None:
+        """Applying a batch of receipts finds each message by its gateway id (one probe each,
+        never a walk through the outbox), and the waiting receipts by their own index, with
+        statistics that never saw a receipt."""
+        an_operators_night(operator_world, tmp_path, 3000)
+        analyse(operator_world)
+        with operator_world.database.read() as connection:
+            sent = (
+                connection.execute(
+                    sa.select(warnings.c.gateway_message_id).where(
+                        warnings.c.gateway_message_id.is_not(None)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        assert len(sent) == 200
+        now = operator_world.clock.now()
+        # A round's receipts are few beside the outbox (here 20 of some 3,000 warnings), as
+        # they are every few seconds of a night's sending.
+        with operator_world.database.write() as connection:
+            for message_id in sent[:20]:
+                keep_receipt(
+                    connection,
+                    gateway="kannel",
+                    message_id=message_id,
+                    receipt=kannel_receipt(1, ""),
+                    now=now,
+                    today=D,
+                )
+        sending = operator_world.with_settings(send_window="00:00-24:00", send_rate=0)
+        with recorded(operator_world) as plans:
+            report = Dispatcher(
+                sending.database, sending.settings, InMemoryGateway(), operator_world.clock
+            ).drain(limit=0)
+        assert report.receipts == 20
+        assert plans.problems() == [], "\n".join(plans.problems())
+        moves = [
+            plan
+            for statement, plan, _ in plans.explained
+            if statement.lstrip().upper().startswith("UPDATE WARNINGS")
+            and "gateway_message_id IN" in statement
+        ]
+        assert moves
+        for plan in moves:
+            nodes = list(_nodes(plan["Plan"]))
+            used = {node.get("Index Name") for node in nodes} - {None}
+            assert "ix_warnings_gateway_message_id" in used, json.dumps(plan)[:2000]
+            scanned = {
+                node.get("Relation Name") for node in nodes if node["Node Type"] == "Seq Scan"
+            }
+            assert "warnings" not in scanned
 
     def test_analysed_while_empty(self, operator_world: World, tmp_path: Path) -> None:
         """Statistics taken on empty tables (a fresh `db upgrade`, then ANALYZE), then filled:
