@@ -20,6 +20,7 @@ __all__ = [
     "OPEN_STATES",
     "UNREACHED_STATES",
     "AuditEvent",
+    "ChangeAction",
     "CycleEnd",
     "DeliveryOutcome",
     "Guard",
@@ -252,6 +253,18 @@ class CycleEnd(StrEnum):
     # no longer belongs to the owner it was written to.
     REQUEST_ENDED = "request_ended"
     OWNER_CHANGED = "owner_changed"
+
+
+class ChangeAction(StrEnum):
+    """What a safeguard operation did to a number, as its result says (``--json``'s action)."""
+
+    HOLD = "hold"
+    RELEASE = "release"
+    SALE = "sale"
+    TRANSFER = "transfer"  # an approved transfer request, carried out
+    REINSTATEMENT = "reinstatement"  # out of the pool, or an approved forced reinstatement
+    REJECTION = "rejection"
+    OBJECTION = "objection"
 
 
 class Guard(StrEnum):

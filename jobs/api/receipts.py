@@ -71,6 +71,11 @@ def add_receipt_routes(
     )
 
     def keep(gateway: str, message_id: str, receipt: Receipt) -> bool:
+        if receipt.outcome is None:
+            # A step in between ("accepted by the SMSC", "sent"): nothing to keep, and no
+            # reason to touch the database (Kannel reports one for every message).
+            log.debug("receipt.step", gateway=gateway, message=message_id, status=receipt.status)
+            return False
         with database.write() as connection:
             now = clock.now()
             kept = keep_receipt(

@@ -25,7 +25,14 @@ from jobs.database.schema import (
 )
 from jobs.errors import InputRefused, NumberNotFound
 from jobs.transitions import end_cycles
-from jobs.vocabulary import AuditEvent, CycleEnd, OwnershipEnd, OwnershipStart, PoolLeave
+from jobs.vocabulary import (
+    AuditEvent,
+    ChangeAction,
+    CycleEnd,
+    OwnershipEnd,
+    OwnershipStart,
+    PoolLeave,
+)
 
 __all__ = [
     "Change",
@@ -61,7 +68,7 @@ class Change:
     """What an operation did, for people and for --json."""
 
     msisdn: str
-    action: str
+    action: ChangeAction
     summary: str
     owner_id: str | None = None
 

@@ -32,7 +32,7 @@ from jobs.safeguards.changes import (
     taken_from,
 )
 from jobs.settings import Settings
-from jobs.vocabulary import AuditEvent, CycleEnd, Language, OwnershipStart, PoolLeave
+from jobs.vocabulary import AuditEvent, ChangeAction, CycleEnd, Language, OwnershipStart, PoolLeave
 
 __all__ = ["LANGUAGES", "Safeguards"]
 
@@ -75,7 +75,9 @@ class Safeguards:
                 )
                 raise InputRefused(f"{number.msisdn} is already on hold{since}")
             session.place_hold(number, operator)
-        return Change(number.msisdn, "hold", f"{number.msisdn} is on hold", number.owner_id)
+        return Change(
+            number.msisdn, ChangeAction.HOLD, f"{number.msisdn} is on hold", number.owner_id
+        )
 
     @retried
     def release(self, msisdn: str, operator: Operator) -> Change:
@@ -98,7 +100,10 @@ class Safeguards:
                 number.msisdn, AuditEvent.HOLD_RELEASED, operator, owner_id=number.owner_id
             )
         return Change(
-            number.msisdn, "release", f"{number.msisdn} is no longer on hold", number.owner_id
+            number.msisdn,
+            ChangeAction.RELEASE,
+            f"{number.msisdn} is no longer on hold",
+            number.owner_id,
         )
 
     @retried
@@ -161,7 +166,7 @@ class Safeguards:
                 owner_id=owner,
                 validity_end_after=validity_end,
             )
-        return Change(number.msisdn, "sale", f"{number.msisdn} sold to {owner}", owner)
+        return Change(number.msisdn, ChangeAction.SALE, f"{number.msisdn} sold to {owner}", owner)
 
     @retried
     def reinstate(
@@ -197,7 +202,7 @@ class Safeguards:
             )
         return Change(
             number.msisdn,
-            "reinstatement",
+            ChangeAction.REINSTATEMENT,
             f"{number.msisdn} is back with {previous.owner_id} "
             f"(validity end {new_end.isoformat()})",
             previous.owner_id,

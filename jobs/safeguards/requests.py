@@ -53,6 +53,7 @@ from jobs.vocabulary import (
     OPEN_STATES,
     UNREACHED_STATES,
     AuditEvent,
+    ChangeAction,
     CycleEnd,
     Language,
     MessageKind,
@@ -485,7 +486,7 @@ class FourEyes:
                 details={"request_id": request.id, "requested_by": request.requested_by},
             )
             summary = self._carry_out(session, request, number, current, operator)
-        return Change(number.msisdn, request.kind, summary, request.to_owner)
+        return Change(number.msisdn, ChangeAction(request.kind), summary, request.to_owner)
 
     @retried
     def reject(self, request_id: int, operator: Operator) -> Change:
@@ -495,7 +496,7 @@ class FourEyes:
             self._decide(session, request, RequestDecision.REJECTED, operator)
         return Change(
             number.msisdn,
-            "rejection",
+            ChangeAction.REJECTION,
             f"request {request.id} rejected: {number.msisdn} stays with {request.from_owner}",
             number.owner_id,
         )
@@ -511,7 +512,7 @@ class FourEyes:
                 session.place_hold(number, operator)
         return Change(
             number.msisdn,
-            "objection",
+            ChangeAction.OBJECTION,
             f"request {request.id} ended by the owner's objection: {number.msisdn} is on hold",
             number.owner_id,
         )

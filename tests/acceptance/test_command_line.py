@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from jobs.vocabulary import AuditEvent, WarningState
 from tests.support.cli import environment, recycler
 from tests.support.world import World
 
@@ -165,7 +166,7 @@ class TestLooking:
         assert view["owner_id"] == "alice"
         assert view["days_left"] == 7
         assert [(w["stage"], w["state"]) for w in view["warnings"]] == [(7, "pending")]
-        assert [event["event_type"] for event in view["events"]] == ["warning.queued"]
+        assert [event["event_type"] for event in view["events"]] == [AuditEvent.WARNING_QUEUED]
 
     def test_status_health(self, world: World) -> None:
         """Unhealthy (1) before any run, healthy (0) after one."""
@@ -215,7 +216,7 @@ class TestSendOnce:
         message = json.loads(line)
         assert message["to"] == msisdn
         assert (message["encoding"], message["segments"]) == ("UCS-2", 3)
-        assert world.warnings_of(msisdn) == [(1, 7, "sent")]
+        assert world.warnings_of(msisdn) == [(1, 7, WarningState.SENT)]
 
 
 def test_twilio_without_credentials(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from jobs.vocabulary import AuditEvent
 from tests.support.cli import environment, recycler, start
 from tests.support.world import World
 
@@ -174,9 +175,9 @@ class TestTopupRacingTheRecycle:
         assert (state.owner_id, state.in_pool) == ("alice", False)
         assert state.validity_end == today() + timedelta(days=30)
         assert world.events_of(msisdn)[-3:] == [
-            "number.recycled",
-            "ownership.reinstated",
-            "topup.applied",
+            AuditEvent.NUMBER_RECYCLED,
+            AuditEvent.OWNERSHIP_REINSTATED,
+            AuditEvent.TOPUP_APPLIED,
         ]
 
     def test_topup_stamped_after_the_recycle_is_a_visible_reject(

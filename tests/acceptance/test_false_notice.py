@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from jobs.vocabulary import WarningState
 from tests.support.cli import Command, environment, recycler
 from tests.support.twilio_server import ACCOUNT_SID, AUTH_TOKEN, TwilioTestServer
 from tests.support.world import World
@@ -111,7 +112,7 @@ class TestOperatorSideFailure:
         events = [json.loads(line) for line in sent.stderr.splitlines() if line.startswith("{")]
         unusable = [event for event in events if event.get("event") == "send.gateway_unusable"]
         assert len(unusable) == 1, sent.stderr
-        assert world.warnings_of(msisdn) == [(1, 0, "blocked")]
+        assert world.warnings_of(msisdn) == [(1, 0, WarningState.BLOCKED)]
 
         status = recycler("status", "--json", env=plain)
         assert status.code == 1, status
@@ -124,11 +125,11 @@ class TestOperatorSideFailure:
         outcome = week_later.json()
         assert (outcome["recycled"], outcome["deferred"]) == (0, 1)
         assert world.number(msisdn).owner_id == "owner-1"
-        assert world.warnings_of(msisdn) == [(1, 0, "blocked")]
+        assert world.warnings_of(msisdn) == [(1, 0, WarningState.BLOCKED)]
 
         repaired = sending_environment(world, server, fault, tmp_path, repaired=True)
         again = recycler("send", "--once", "--json", env=repaired)
         assert again.code == 0, again
-        assert world.warnings_of(msisdn) == [(1, 0, "sent")]
+        assert world.warnings_of(msisdn) == [(1, 0, WarningState.SENT)]
         healthy = recycler("status", "--json", env=plain)
         assert healthy.json()["checks"]["gateway"]["ok"] is True

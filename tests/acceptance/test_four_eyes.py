@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 
 from jobs.database.schema import audit_events, transfer_decisions
+from jobs.vocabulary import AuditEvent
 from notifier.gateway import RecipientGatewayError
 from notifier.testing import InMemoryGateway
 from tests.support.cli import Command, environment, recycler, start
@@ -141,10 +142,10 @@ class TestTheSeedCase:
         assert story["state"] == "on hold"
         assert story["owner_id"] == "alice"
         assert [event["event_type"] for event in story["events"]] == [
-            "request.opened",
-            "notice.sent",
-            "request.objected",
-            "hold.placed",
+            AuditEvent.REQUEST_OPENED,
+            AuditEvent.NOTICE_SENT,
+            AuditEvent.REQUEST_OBJECTED,
+            AuditEvent.HOLD_PLACED,
         ]
         (kept,) = story["requests"]
         assert (kept["state"], kept["requested_by"], kept["decided_by"], kept["notice_state"]) == (
@@ -217,10 +218,10 @@ class TestEveryStep:
         story = recycler("number", national(msisdn), "--json", env=env).json()
         assert story["owner_id"] == "mallory"
         assert [event["event_type"] for event in story["events"]] == [
-            "request.opened",
-            "notice.sent",
-            "request.approved",
-            "ownership.transferred",
+            AuditEvent.REQUEST_OPENED,
+            AuditEvent.NOTICE_SENT,
+            AuditEvent.REQUEST_APPROVED,
+            AuditEvent.OWNERSHIP_TRANSFERRED,
         ]
         assert story["ownerships"][-1]["consent_new"] == "SIGNED-MALLORY"
 
@@ -433,7 +434,7 @@ class TestTheBrake:
         with world.database.read() as connection:
             refusals = connection.execute(
                 sa.select(audit_events.c.msisdn, audit_events.c.actor).where(
-                    audit_events.c.event_type == "request.refused"
+                    audit_events.c.event_type == AuditEvent.REQUEST_REFUSED
                 )
             ).all()
         assert [tuple(row) for row in refusals] == [(chosen[2], "agent-ana")]

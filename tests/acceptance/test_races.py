@@ -43,6 +43,7 @@ from jobs.importing.topups import import_topups
 from jobs.safeguards.changes import Operator
 from jobs.safeguards.ownership import Safeguards
 from jobs.sending.dispatcher import Dispatcher
+from jobs.vocabulary import AuditEvent
 from notifier.testing import InMemoryGateway
 from tests.support.world import World, as_of_noon
 
@@ -234,7 +235,7 @@ def check(world: World, tally: Tally, topped_up: set[str]) -> None:
         )
         given_back = connection.execute(
             sa.select(sa.func.count()).where(
-                audit_events.c.event_type == "ownership.reinstated",
+                audit_events.c.event_type == AuditEvent.OWNERSHIP_REINSTATED,
                 audit_events.c.actor == "feed",
             )
         ).scalar_one()

@@ -7,6 +7,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from jobs.vocabulary import AuditEvent
 from tests.support.cli import environment, recycler
 from tests.support.world import World
 
@@ -87,13 +88,13 @@ class TestSeedCase:
 
         story = recycler("number", national, "--json", env=env).json()
         assert [event["event_type"] for event in story["events"]] == [
-            "number.recycled",
-            "ownership.sold",
-            "hold.placed",
-            "request.opened",
-            "notice.sent",
-            "request.approved",
-            "ownership.reinstated",
+            AuditEvent.NUMBER_RECYCLED,
+            AuditEvent.OWNERSHIP_SOLD,
+            AuditEvent.HOLD_PLACED,
+            AuditEvent.REQUEST_OPENED,
+            AuditEvent.NOTICE_SENT,
+            AuditEvent.REQUEST_APPROVED,
+            AuditEvent.OWNERSHIP_REINSTATED,
         ]
         assert story["events"][1]["actor"] == "shop-12"
         assert story["events"][2]["reason"] == "complaint: wrongful resale"

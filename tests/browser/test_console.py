@@ -20,6 +20,7 @@ from jobs.safeguards.ownership import Safeguards
 from jobs.sending.dispatcher import Dispatcher
 from jobs.sending.receipts import deliveries_by_night, keep_receipt
 from jobs.staff.accounts import set_role
+from jobs.vocabulary import AuditEvent
 from notifier.receipts import twilio_receipt
 from notifier.testing import InMemoryGateway
 from tests.benchmarks.exports import subscriber_export
@@ -84,8 +85,8 @@ class TestSignIn:
         expect(page.get_by_role("alert")).to_contain_text("is not right")
         sign_in(page, console, sok)
         expect(page.get_by_role("heading", name="Find a number")).to_be_visible()
-        assert events(console.world, "staff.signed_in") == ["sok"]
-        assert events(console.world, "staff.sign_in_failed") == ["sok"]
+        assert events(console.world, AuditEvent.STAFF_SIGNED_IN) == ["sok"]
+        assert events(console.world, AuditEvent.STAFF_SIGN_IN_FAILED) == ["sok"]
         page.get_by_role("button", name="Sign out").click()
         expect(page).to_have_url(f"{console.url}/sign-in")
         page.goto(f"{console.url}/approvals")
@@ -98,7 +99,7 @@ class TestSignIn:
             expect(page.get_by_role("alert")).to_contain_text("is not right")
         attempt(page, console, "ana", ana.password)  # the right one, now too late
         expect(page.get_by_role("alert")).to_contain_text("locked")
-        assert events(console.world, "staff.locked") == ["ana"]
+        assert events(console.world, AuditEvent.STAFF_LOCKED) == ["ana"]
 
 
 class TestForms:
@@ -115,7 +116,7 @@ class TestForms:
             f"{console.url}/numbers/{msisdn}/hold", form={"reason": "x", "csrf": "guessed"}
         )
         assert forged.status == 403
-        assert events(console.world, "hold.placed") == []
+        assert events(console.world, AuditEvent.HOLD_PLACED) == []
 
     def test_a_hold_from_the_number_page(self, console: Console, page: Page) -> None:
         msisdn = live(console.world)
@@ -129,7 +130,7 @@ class TestForms:
         page.get_by_role("button", name="Place hold").click()
         expect(page.get_by_role("status")).to_contain_text(f"{msisdn} is on hold")
         expect(page.locator("#phase")).to_have_text("on hold")
-        assert events(console.world, "hold.placed") == ["ana"]
+        assert events(console.world, AuditEvent.HOLD_PLACED) == ["ana"]
         # An agent may not release it: no form, and the address itself is refused.
         expect(page.get_by_role("button", name="Release")).to_have_count(0)
 

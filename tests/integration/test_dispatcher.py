@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from jobs.database.schema import numbers
 from jobs.sending.dispatcher import Dispatcher, SendReport
-from jobs.vocabulary import WarningState
+from jobs.vocabulary import AuditEvent, WarningState
 from notifier.twilio_gateway import TwilioConfig, TwilioGateway
 from tests.support.twilio_server import ACCOUNT_SID, AUTH_TOKEN, Faults, TwilioTestServer
 from tests.support.world import World
@@ -85,7 +85,7 @@ class TestUnreliableGateway:
         report = drain(dispatcher(world, server))
         assert (report.sent, report.failed, report.retried) == (2, 1, 0)
         assert world.warning_states() == {"sent": 2, "failed": 1}
-        assert world.events_of(queued[1])[-1] == "warning.failed"
+        assert world.events_of(queued[1])[-1] == AuditEvent.WARNING_FAILED
 
 
 class TestRecheckBeforeSending:
@@ -161,7 +161,7 @@ class TestRobustness:
         report = Dispatcher(chosen.database, chosen.settings, Broken(), world.clock).drain()
         assert (report.sent, report.retried, report.blocked) == (0, 0, 1)
         assert report.gateway_problem == "unexpected: ValueError: unparseable answer"
-        assert world.warnings_of(msisdn) == [(1, 30, "blocked")]
+        assert world.warnings_of(msisdn) == [(1, 30, WarningState.BLOCKED)]
 
 
 class TestPace:

@@ -20,7 +20,7 @@ from jobs.database.schema import (
 from jobs.errors import InputRefused
 from jobs.safeguards.changes import Operator
 from jobs.sending.dispatcher import Dispatcher
-from jobs.vocabulary import RequestDecision, RequestState, WarningState
+from jobs.vocabulary import AuditEvent, RequestDecision, RequestState, WarningState
 from notifier.gateway import RecipientGatewayError
 from notifier.testing import InMemoryGateway
 from tests.support.world import APPROVER, REQUESTER, World, as_of_noon
@@ -79,7 +79,7 @@ class TestTheOwnersNotice:
         Dispatcher(world.database, settings, gateway, world.clock).drain(limit=1)
         assert [message.to for message in gateway.sent] == [msisdn]
         assert world.notices_of(msisdn)[0][0] == WarningState.SENT
-        assert world.events_of(msisdn)[-1] == "notice.sent"
+        assert world.events_of(msisdn)[-1] == AuditEvent.NOTICE_SENT
 
     def test_a_notice_is_no_warning(self, world: World) -> None:
         """A sent notice is not notice of recycling: a number past grace whose only message is
@@ -115,7 +115,7 @@ class TestTheOwnersNotice:
         assert world.run(D, allow_mass_recycle=True).recycled == 1
         assert world.send_notices().sent == []
         assert world.notices_of(msisdn)[0][0] == WarningState.CANCELLED
-        assert world.events_of(msisdn)[-1] == "notice.cancelled"
+        assert world.events_of(msisdn)[-1] == AuditEvent.NOTICE_CANCELLED
         with pytest.raises(InputRefused, match="was recycled since"):
             world.four_eyes().approve(request, APPROVER)
 
@@ -327,7 +327,7 @@ class TestRequests:
         with world.database.read() as connection:
             refusal = connection.execute(
                 sa.select(audit_events.c.actor, audit_events.c.details).where(
-                    audit_events.c.event_type == "request.refused"
+                    audit_events.c.event_type == AuditEvent.REQUEST_REFUSED
                 )
             ).one()
         assert refusal.actor == REQUESTER.actor
@@ -345,4 +345,4 @@ class TestRequests:
                 sa.select(numbers.c.on_hold).where(numbers.c.msisdn == msisdn)
             ).scalar_one()
         assert held is True
-        assert world.events_of(msisdn)[-2:] == ["request.objected", "hold.placed"]
+        assert world.events_of(msisdn)[-2:] == [AuditEvent.REQUEST_OBJECTED, AuditEvent.HOLD_PLACED]

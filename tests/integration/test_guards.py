@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 import pytest
 
 from jobs.errors import FutureDateError
-from jobs.vocabulary import Guard, RunOutcome
+from jobs.vocabulary import Guard, RunOutcome, WarningState
 from tests.support.world import World, as_of_noon
 
 D = date(2026, 11, 20)
@@ -43,7 +43,7 @@ class TestStaleFeed:
         assert (report.recycled, report.withheld) == (0, 1)
         assert report.warnings_queued == {7: 1}
         assert not world.number(due[0]).in_pool
-        assert world.warnings_of(warned) == [(1, 7, "pending")]
+        assert world.warnings_of(warned) == [(1, 7, WarningState.PENDING)]
         assert "no top-up was ever imported" in report.messages[0]
         assert world.run_records()[-1].guards == ["stale_feed"]
 

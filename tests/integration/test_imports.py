@@ -12,7 +12,7 @@ from jobs.importing.loader import ImportSummary
 from jobs.importing.reader import CsvRefused
 from jobs.importing.subscribers import import_subscribers
 from jobs.importing.topups import import_topups
-from jobs.vocabulary import WarningState
+from jobs.vocabulary import AuditEvent, WarningState
 from tests.support.world import World
 
 HEADER = "msisdn,owner_id,language,validity_end\n"
@@ -55,7 +55,7 @@ class TestSubscribers:
         assert summary.rejects_path is None
         alice = world.number("+85512345678")
         assert (alice.owner_id, alice.validity_end, alice.cycle) == ("alice", date(2026, 12, 1), 1)
-        assert world.events_of("+85517000111") == ["ownership.started"]
+        assert world.events_of("+85517000111") == [AuditEvent.OWNERSHIP_STARTED]
 
     def test_same_owner_updates_language_and_moves_validity_forward(
         self, world: World, tmp_path: Path
@@ -67,7 +67,7 @@ class TestSubscribers:
         assert summary.outcomes == {"extended": 1}
         state = world.number(msisdn)
         assert (state.validity_end, state.cycle) == (date(2026, 12, 1), 2)
-        assert world.warnings_of(msisdn) == [(1, 30, "cancelled")]
+        assert world.warnings_of(msisdn) == [(1, 30, WarningState.CANCELLED)]
         older = subscribers(world, write(tmp_path, HEADER + f"{msisdn},alice,en,2026-10-01\n"))
         assert older.outcomes == {"unchanged": 1}
         assert world.number(msisdn).validity_end == date(2026, 12, 1)
@@ -312,7 +312,7 @@ class TestRowsFoundByTrial:
             actor="t",
         )
         assert first.outcomes == {"not_later": 1}
-        assert world.events_of(msisdn)[-1] == "topup.not_later"
+        assert world.events_of(msisdn)[-1] == AuditEvent.TOPUP_NOT_LATER
         assert world.number(msisdn).validity_end == date(2026, 12, 31)
         both = import_topups(world.database, path, world.settings, world.clock, actor="t")
         assert both.outcomes == {"extended": 1}

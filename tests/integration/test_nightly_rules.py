@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from jobs.vocabulary import RunOutcome, WarningState
+from jobs.vocabulary import AuditEvent, RunOutcome, WarningState
 from tests.support.world import World
 
 D = date(2026, 11, 20)
@@ -174,8 +174,11 @@ class TestOneNight:
         assert report.recycled == 1
         state = world.number(msisdn)
         assert state == type(state)(owner_id=None, validity_end=None, cycle=2, in_pool=True)
-        assert world.warnings_of(msisdn) == [(1, 7, "sent"), (1, 1, "cancelled")]
-        assert world.events_of(msisdn)[-1] == "number.recycled"
+        assert world.warnings_of(msisdn) == [
+            (1, 7, WarningState.SENT),
+            (1, 1, WarningState.CANCELLED),
+        ]
+        assert world.events_of(msisdn)[-1] == AuditEvent.NUMBER_RECYCLED
         snapshot = world.snapshot()
         assert snapshot["ownerships"] == [(msisdn, "alice", "recycle", validity_end_for(3))]
         assert snapshot["pool"] == [(msisdn, D, D)]
@@ -198,8 +201,8 @@ class TestOneNight:
         custom.fresh_feed(D)
         report = custom.run(D)
         assert report.warnings_queued == {10: 1, 3: 1}
-        assert custom.warnings_of(at_five) == [(1, 10, "pending")]
-        assert custom.warnings_of(at_three) == [(1, 3, "pending")]
+        assert custom.warnings_of(at_five) == [(1, 10, WarningState.PENDING)]
+        assert custom.warnings_of(at_three) == [(1, 3, WarningState.PENDING)]
         assert custom.warnings_of(at_eleven) == []
 
 

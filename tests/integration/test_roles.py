@@ -13,7 +13,7 @@ from jobs.checking.records import answer_and_record
 from jobs.database.engine import Database
 from jobs.database.migrate import upgrade
 from jobs.safeguards.reassigned import answer_on
-from jobs.vocabulary import Verdict
+from jobs.vocabulary import AuditEvent, Verdict
 from tests.support.world import World
 
 ADDED_ON = date(2026, 11, 25)  # the world's clock: the numbers' records begin there
@@ -52,7 +52,7 @@ class TestLeastPrivilege:
             job.fresh_feed(day)
             report = job.run(day)
             assert report.warnings_queued == {7: 1}
-            assert job.events_of(msisdn) == ["warning.queued"]
+            assert job.events_of(msisdn) == [AuditEvent.WARNING_QUEUED]
             # The job's role runs the four-eyes workflow, and cannot rewrite its evidence.
             assert job.transfer(msisdn, "bob").owner_id == "bob"
             with job.database.engine.connect() as connection:

@@ -14,7 +14,7 @@ from jobs.inspection import number_view
 from jobs.safeguards.changes import Operator
 from jobs.safeguards.ownership import Safeguards
 from jobs.safeguards.pool import pool_entries
-from jobs.vocabulary import WarningState
+from jobs.vocabulary import AuditEvent, WarningState
 from tests.support.world import REQUESTER, World, as_of_noon
 
 D = date(2026, 11, 20)
@@ -65,12 +65,12 @@ class TestHold:
         world.add_warning(warned, 14, state=WarningState.PENDING)
         for msisdn in (warned, due):
             Safeguards.of(world.database, world.settings, world.clock).hold(msisdn, CARE)
-        assert world.warnings_of(warned) == [(1, 14, "cancelled")]
+        assert world.warnings_of(warned) == [(1, 14, WarningState.CANCELLED)]
         world.fresh_feed(D)
         report = world.run(D, allow_mass_recycle=True)
         assert (report.on_hold, report.recycled, report.warnings_queued) == (2, 0, {})
         assert not world.number(due).in_pool
-        assert world.events_of(warned)[-1] == "hold.placed"
+        assert world.events_of(warned)[-1] == AuditEvent.HOLD_PLACED
 
     def test_release_rearms(self, world: World) -> None:
         """Released: a new cycle, so a number past grace gets a final notice, not a recycle."""
@@ -135,7 +135,7 @@ class TestPool:
             D + timedelta(days=30),
         )
         assert owners(world, msisdn) == [("alice", "import", "recycle"), ("bob", "sale", None)]
-        assert world.events_of(msisdn)[-1] == "ownership.sold"
+        assert world.events_of(msisdn)[-1] == AuditEvent.OWNERSHIP_SOLD
         assert list(pool_entries(world.database, D)) == []
 
     def test_refusals(self, world: World) -> None:
@@ -194,9 +194,9 @@ class TestTransfer:
         )
         assert story.ownerships[-1]["consent_current"] == "SIGNED-ALICE-1"
         assert story.ownerships[-1]["consent_new"] == "SIGNED-BOB-1"
-        assert story.events[-1]["event_type"] == "ownership.transferred"
+        assert story.events[-1]["event_type"] == AuditEvent.OWNERSHIP_TRANSFERRED
         assert story.events[-1]["details"]["from_owner"] == "alice"
-        assert world.warnings_of(msisdn) == [(1, 7, "cancelled")]
+        assert world.warnings_of(msisdn) == [(1, 7, WarningState.CANCELLED)]
 
     def test_past_grace_is_refused(self, world: World) -> None:
         """A number past its grace end is due for recycling, not for a transfer."""
@@ -264,7 +264,7 @@ class TestReinstate:
             ("alice", "import", "recycle"),
             ("alice", "reinstatement", None),
         ]
-        assert world.events_of(msisdn)[-1] == "ownership.reinstated"
+        assert world.events_of(msisdn)[-1] == AuditEvent.OWNERSHIP_REINSTATED
 
     def test_sold_number_needs_force(self, world: World) -> None:
         """The seed's case: without --force refused; forced, through a request a second

@@ -17,7 +17,7 @@ from jobs.safeguards.changes import Operator
 from jobs.safeguards.ownership import Safeguards
 from jobs.safeguards.reassigned import reassigned
 from jobs.sending.dispatcher import Dispatcher
-from jobs.vocabulary import Verdict
+from jobs.vocabulary import AuditEvent, Verdict
 from notifier.testing import InMemoryGateway
 from tests.support.world import World, as_of_noon
 
@@ -144,9 +144,9 @@ def test_random_histories(
     # 2. Every owner change has a permitted cause and an audit event; the owner on the number
     #    is the one of its open ownership.
     permitted = {
-        "sale": "ownership.sold",
-        "transfer": "ownership.transferred",
-        "reinstatement": "ownership.reinstated",
+        "sale": AuditEvent.OWNERSHIP_SOLD,
+        "transfer": AuditEvent.OWNERSHIP_TRANSFERRED,
+        "reinstatement": AuditEvent.OWNERSHIP_REINSTATED,
     }
     recorded = {(msisdn, kind, owner) for msisdn, kind, owner in events}
     by_number: dict[str, list[object]] = {}
@@ -162,7 +162,7 @@ def test_random_histories(
             # Four eyes: every transfer carried out an approved request.
             assert row.request_id is not None, row
         if row.end_cause == "recycle":
-            assert (row.msisdn, "number.recycled", row.owner_id) in recorded
+            assert (row.msisdn, AuditEvent.NUMBER_RECYCLED, row.owner_id) in recorded
     for msisdn, rows in by_number.items():
         open_rows = [row for row in rows if row.ended_at is None]  # type: ignore[attr-defined]
         assert len(open_rows) <= 1

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from jobs.database.schema import warnings
 from jobs.sending.dispatcher import Dispatcher
-from jobs.vocabulary import WarningState
+from jobs.vocabulary import AuditEvent, WarningState
 from notifier.console import ConsoleGateway
 from notifier.gateway import (
     Gateway,
@@ -59,8 +59,8 @@ class TestConsoleSend:
         assert f"0{khmer[4:]}" in lines[1]["text"]
         assert "ថ្ងៃទី 4 ខែធ្នូ ឆ្នាំ 2026" in lines[1]["text"]
         assert all(line["reference"].startswith("warning-") for line in lines)
-        assert world.warnings_of(english) == [(1, 7, "sent")]
-        assert "warning.sent" in world.events_of(english)
+        assert world.warnings_of(english) == [(1, 7, WarningState.SENT)]
+        assert AuditEvent.WARNING_SENT in world.events_of(english)
         again = io.StringIO()
         assert dispatcher(world, ConsoleGateway(stream=again)).drain().sent == 0
         assert again.getvalue() == ""
@@ -82,8 +82,8 @@ class TestConsoleSend:
         report = dispatcher(world, gateway).drain()
         assert (report.sent, report.cancelled) == (0, 1)
         assert gateway.sent == []
-        assert world.warnings_of(msisdn) == [(1, 7, "cancelled")]
-        assert "warning.cancelled" in world.events_of(msisdn)
+        assert world.warnings_of(msisdn) == [(1, 7, WarningState.CANCELLED)]
+        assert AuditEvent.WARNING_CANCELLED in world.events_of(msisdn)
 
     def test_outside_sending_hours_nothing_is_sent(self, world: World) -> None:
         """At 21:00 local with the default 08:00-20:00 window, nothing leaves."""
@@ -137,9 +137,9 @@ class TestGatewayErrors:
         # Warnings go out oldest first; which number's warning that is, the database decides.
         retried, failed = sorted(rows.values(), key=lambda row: row.state, reverse=True)
         assert {retried.msisdn, failed.msisdn} == {first, second}
-        assert (retried.state, retried.error_code) == ("pending", "503")
+        assert (retried.state, retried.error_code) == (WarningState.PENDING, "503")
         assert retried.next_attempt_at > world.clock.now() + timedelta(seconds=14)
-        assert (failed.state, failed.error_code) == ("failed", "21211")
+        assert (failed.state, failed.error_code) == (WarningState.FAILED, "21211")
         assert failed.final_on == world.clock.now().astimezone(world.settings.zone).date()
         # Not due yet: nothing more now; due after the backoff: sent.
         assert dispatcher(world, gateway).drain().sent == 0
@@ -160,10 +160,10 @@ class TestGatewayErrors:
             world.clock.advance(timedelta(hours=2))
         assert [report.retried for report in reports] == [1, 1, 0, 0]
         assert [report.blocked for report in reports] == [0, 0, 1, 1]
-        assert world.warnings_of(msisdn) == [(1, 7, "blocked")]
-        assert world.events_of(msisdn)[-1] == "warning.blocked"
+        assert world.warnings_of(msisdn) == [(1, 7, WarningState.BLOCKED)]
+        assert world.events_of(msisdn)[-1] == AuditEvent.WARNING_BLOCKED
         assert dispatcher(world, gateway, max_attempts=3).drain().sent == 1
-        assert world.warnings_of(msisdn) == [(1, 7, "sent")]
+        assert world.warnings_of(msisdn) == [(1, 7, WarningState.SENT)]
 
 
 class TestOperatorSide:

@@ -18,6 +18,7 @@ from jobs.staff.accounts import (
     reset_staff,
 )
 from jobs.staff.sessions import find_session, start_session
+from jobs.vocabulary import AuditEvent
 from tests.support.world import World
 
 T0 = datetime(2026, 11, 26, 9, 0, 7, tzinfo=UTC)
@@ -48,11 +49,11 @@ class TestSignIn:
         later = T0 + timedelta(seconds=60)
         authenticate(world.database, "sok", password, totp.at(later), now=later)
         assert [kind for kind, _ in events(world)] == [
-            "staff.added",
-            "staff.sign_in_failed",
-            "staff.signed_in",
-            "staff.sign_in_failed",
-            "staff.signed_in",
+            AuditEvent.STAFF_ADDED,
+            AuditEvent.STAFF_SIGN_IN_FAILED,
+            AuditEvent.STAFF_SIGNED_IN,
+            AuditEvent.STAFF_SIGN_IN_FAILED,
+            AuditEvent.STAFF_SIGNED_IN,
         ]
         assert events(world)[1][1] == "wrong or reused code"
 
@@ -66,10 +67,11 @@ class TestSignIn:
         at = T0 + timedelta(minutes=14, seconds=59)
         with pytest.raises(SignInRefused):
             authenticate(world.database, "sok", password, totp.at(at), now=at)
-        assert events(world)[-1] == ("staff.sign_in_failed", "account locked")
-        assert ("staff.locked", "5 failed sign-ins in a row: locked for 15 minutes") in events(
-            world
-        )
+        assert events(world)[-1] == (AuditEvent.STAFF_SIGN_IN_FAILED, "account locked")
+        assert (
+            AuditEvent.STAFF_LOCKED,
+            "5 failed sign-ins in a row: locked for 15 minutes",
+        ) in events(world)
         after = T0 + timedelta(minutes=15, seconds=5)
         assert authenticate(world.database, "sok", password, totp.at(after), now=after)
 
@@ -79,7 +81,9 @@ class TestSignIn:
         for name, secret in (("nobody", "x"), ("sok", password)):
             with pytest.raises(SignInRefused, match="is not right, or the account is locked"):
                 authenticate(world.database, name, secret, totp.at(T0), now=T0)
-        assert [reason for kind, reason in events(world) if kind == "staff.sign_in_failed"] == [
+        assert [
+            reason for kind, reason in events(world) if kind == AuditEvent.STAFF_SIGN_IN_FAILED
+        ] == [
             "no such account",
             "account disabled",
         ]

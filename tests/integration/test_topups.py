@@ -9,6 +9,7 @@ from pathlib import Path
 
 from jobs.importing.loader import ImportSummary
 from jobs.importing.topups import import_topups
+from jobs.vocabulary import AuditEvent, WarningState
 from tests.support.world import World, as_of_noon
 
 D = date(2026, 11, 20)
@@ -36,7 +37,7 @@ class TestTopupBetweenRuns:
         msisdn = world.add_number(D - timedelta(days=83))  # E = D + 7
         world.fresh_feed(D)
         world.run(D)
-        assert world.warnings_of(msisdn) == [(1, 7, "pending")]
+        assert world.warnings_of(msisdn) == [(1, 7, WarningState.PENDING)]
 
         world.clock.moment = as_of_noon(D, world.settings) + timedelta(hours=2)
         new_end = D + timedelta(days=30)  # new E = D + 120
@@ -45,8 +46,8 @@ class TestTopupBetweenRuns:
         assert world.number(msisdn) == world.number(msisdn).__class__(
             owner_id="owner-1", validity_end=new_end, cycle=2, in_pool=False
         )
-        assert world.warnings_of(msisdn) == [(1, 7, "cancelled")]
-        assert "topup.applied" in world.events_of(msisdn)
+        assert world.warnings_of(msisdn) == [(1, 7, WarningState.CANCELLED)]
+        assert AuditEvent.TOPUP_APPLIED in world.events_of(msisdn)
 
         next_day = D + timedelta(days=1)
         world.fresh_feed(next_day)
@@ -55,7 +56,10 @@ class TestTopupBetweenRuns:
         world.fresh_feed(rearmed)
         report = world.run(rearmed)
         assert report.warnings_queued == {30: 1}
-        assert world.warnings_of(msisdn) == [(1, 7, "cancelled"), (2, 30, "pending")]
+        assert world.warnings_of(msisdn) == [
+            (1, 7, WarningState.CANCELLED),
+            (2, 30, WarningState.PENDING),
+        ]
 
     def test_prevents_the_recycle(self, world: World, tmp_path: Path) -> None:
         """A number due for recycling on D stays with its owner after a top-up before the run."""
@@ -79,7 +83,7 @@ class TestTopupBetweenRuns:
         assert summary.applied == 1
         assert world.number(msisdn).validity_end == date(2026, 12, 1)
         assert world.number(msisdn).cycle == 1
-        assert "topup.applied" not in world.events_of(msisdn)
+        assert AuditEvent.TOPUP_APPLIED not in world.events_of(msisdn)
 
     def test_several_topups_of_one_number_in_one_file(self, world: World, tmp_path: Path) -> None:
         """The latest validity end wins and the cycle advances once."""
@@ -165,7 +169,10 @@ class TestTopupBetweenRuns:
             False,
             date(2026, 12, 19),
         )
-        assert world.events_of(msisdn)[-2:] == ["ownership.reinstated", "topup.applied"]
+        assert world.events_of(msisdn)[-2:] == [
+            AuditEvent.OWNERSHIP_REINSTATED,
+            AuditEvent.TOPUP_APPLIED,
+        ]
 
     def test_an_old_topup_that_would_not_have_saved_it_is_a_reject(
         self, world: World, tmp_path: Path

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
 import sys
+import tokenize
 from pathlib import Path
 
 import pytest
+
+from jobs.vocabulary import AuditEvent
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,3 +52,26 @@ def test_notifier_is_a_leaf() -> None:
     """notifier imports nothing from jobs nor any database library (import-linter contract)."""
     result = _run(_tool("lint-imports"))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_audit_events_are_named_from_the_vocabulary() -> None:
+    """No audit event type is spelt as a bare string, in the code or in its tests (issue 12):
+    each comes from jobs.vocabulary.AuditEvent. Migrations keep their own frozen words."""
+    spelt = {f'"{event.value}"' for event in AuditEvent} | {
+        f"'{event.value}'" for event in AuditEvent
+    }
+    found = []
+    for folder in ("jobs", "notifier", "tests"):
+        for path in (ROOT / folder).rglob("*.py"):
+            relative = path.relative_to(ROOT).as_posix()
+            if "/migrations/" in relative or relative.startswith(
+                ("tests/migration/", "tests/quality/")
+            ):
+                continue
+            if relative == "jobs/vocabulary.py":
+                continue
+            source = path.read_text(encoding="utf-8")
+            for token in tokenize.generate_tokens(io.StringIO(source).readline):
+                if token.type == tokenize.STRING and token.string in spelt:
+                    found.append(f"{relative}:{token.start[0]}: {token.string}")
+    assert found == []

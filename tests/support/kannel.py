@@ -123,6 +123,8 @@ sendsms-port = {self.sendsms_port}
 sendsms-interface = 127.0.0.1
 log-file = "{self.folder}/smsbox.log"
 log-level = 1
+http-request-retry = 3
+http-queue-delay = 1
 
 group = sendsms-user
 username = {USERNAME}
