@@ -10,7 +10,8 @@
 --                    writes the data, may add audit events but never change or delete one.
 --   recycler_reader  read-only: reports, customer care, `status` and `number`.
 --   recycler_api     what `recycler api` connects as: reads numbers, their ownerships and the
---                    API's clients, adds a record of every check; nothing else.
+--                    API's clients, adds a record of every check and every delivery receipt;
+--                    nothing else (the senders apply the receipts to the warnings).
 
 DO $roles$
 BEGIN
@@ -85,6 +86,9 @@ BEGIN
             recycler.alembic_version TO recycler_api;
         GRANT INSERT ON recycler.api_checks TO recycler_api;
         GRANT USAGE ON ALL SEQUENCES IN SCHEMA recycler TO recycler_api;
+    END IF;
+    IF to_regclass('recycler.delivery_receipts') IS NOT NULL THEN
+        GRANT INSERT ON recycler.delivery_receipts TO recycler_api;
     END IF;
 END
 $api$;

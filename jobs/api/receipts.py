@@ -26,7 +26,7 @@ from twilio.request_validator import RequestValidator
 from jobs.clock import Clock, local_date
 from jobs.database.engine import Database
 from jobs.sending.gateways import KANNEL_RECEIPT_SECRET
-from jobs.sending.receipts import is_known_message, keep_receipt
+from jobs.sending.receipts import keep_receipt
 from jobs.settings import Settings
 from notifier.kannel_gateway import receipt_signature
 from notifier.receipts import Receipt, kannel_receipt, twilio_receipt
@@ -86,20 +86,16 @@ def add_receipt_routes(
                 now=now,
                 today=local_date(now, settings.zone),
             )
-            known = is_known_message(connection, message_id)
-        if not known:
-            # A message recycler has not recorded (yet: a receipt may beat the sender's write by
-            # a moment), or never sent. Kept all the same; the senders sort it out.
-            log.warning("receipt.unknown_message", gateway=gateway, message=message_id, kept=kept)
-        else:
-            log.info(
-                "receipt.kept",
-                gateway=gateway,
-                message=message_id,
-                status=receipt.status,
-                outcome=receipt.outcome,
-                kept=kept,
-            )
+        # Whether recycler sent such a message is the senders' to find (the API may not read
+        # the outbox, and a receipt can beat the sender's own record of the message by a
+        # moment): one for an id never sent is logged by them as receipt.unknown_message.
+        log.info(
+            "receipt.kept",
+            gateway=gateway,
+            message=message_id,
+            status=receipt.status,
+            outcome=receipt.outcome,
+        )
         return kept
 
     # Not in the OpenAPI document: that is the banks' API; these are for the gateways.

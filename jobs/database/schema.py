@@ -577,6 +577,8 @@ delivery_receipts = sa.Table(
     sa.Column("applied_at", UtcDateTime),
     sa.Column("warning_id", sa.Integer),
     sa.CheckConstraint(one_of("outcome", DeliveryOutcome), name="outcome"),
+    # The API may add receipts but not read them: no RETURNING of the new id.
+    implicit_returning=False,
 )
 sa.Index(None, delivery_receipts.c.message_id, delivery_receipts.c.id)
 # The receipts no sender has dealt with yet: a handful, whatever the table's size.

@@ -24,6 +24,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+import structlog
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -37,9 +38,10 @@ __all__ = [
     "Deliveries",
     "apply_receipts",
     "deliveries_by_night",
-    "is_known_message",
     "keep_receipt",
 ]
+
+log = structlog.get_logger(__name__)
 
 # How long a receipt may wait for a message recycler has not recorded: longer than any sender
 # takes to record what it sent, far shorter than anyone would wait for a statistic.
@@ -124,7 +126,7 @@ def apply_receipts(connection: Connection, *, now: datetime, actor: str) -> tupl
         )
         .correlate(delivery_receipts)
     )
-    connection.execute(
+    settled = connection.execute(
         sa.update(delivery_receipts)
         .where(
             delivery_receipts.c.id.in_(receipt_ids),
@@ -134,7 +136,15 @@ def apply_receipts(connection: Connection, *, now: datetime, actor: str) -> tupl
             ),
         )
         .values(applied_at=now, warning_id=message)
-    )
+        .returning(
+            delivery_receipts.c.gateway,
+            delivery_receipts.c.message_id,
+            delivery_receipts.c.warning_id,
+        )
+    ).all()
+    for row in settled:
+        if row.warning_id is None:
+            log.warning("receipt.unknown_message", gateway=row.gateway, message=row.message_id)
     return len(moved), len(waiting) == _BATCH
 
 
@@ -176,16 +186,6 @@ def _audit(connection: Connection, moved: list[int], *, now: datetime, actor: st
         cycle=warnings.c.cycle,
         stage=warnings.c.stage,
         warning_id=warnings.c.id,
-    )
-
-
-def is_known_message(connection: Connection, message_id: str) -> bool:
-    """Whether recycler has recorded a message with this gateway id (for the log only)."""
-    return (
-        connection.execute(
-            sa.select(warnings.c.id).where(warnings.c.gateway_message_id == message_id).limit(1)
-        ).first()
-        is not None
     )
 
 

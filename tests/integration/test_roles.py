@@ -13,7 +13,9 @@ from jobs.checking.records import answer_and_record
 from jobs.database.engine import Database
 from jobs.database.migrate import upgrade
 from jobs.safeguards.reassigned import answer_on
+from jobs.sending.receipts import keep_receipt
 from jobs.vocabulary import AuditEvent, Verdict
+from notifier.receipts import twilio_receipt
 from tests.support.world import World
 
 ADDED_ON = date(2026, 11, 25)  # the world's clock: the numbers' records begin there
@@ -105,9 +107,21 @@ class TestLeastPrivilege:
                     correlator="c-1",
                 )
             assert (result.status, result.recycled) == (200, False)
+            # As the API keeps a delivery receipt: an append, and nothing more.
+            with api.database.write() as connection:
+                assert keep_receipt(
+                    connection,
+                    gateway="twilio",
+                    message_id="SM1",
+                    receipt=twilio_receipt("delivered", None),
+                    now=api.clock.now(),
+                    today=ADDED_ON,
+                )
             with api.database.engine.connect() as connection:
                 for statement in (
                     "SELECT count(*) FROM warnings",
+                    "SELECT count(*) FROM delivery_receipts",
+                    "UPDATE warnings SET state = 'delivered'",
                     "UPDATE numbers SET on_hold = true",
                     "DELETE FROM api_checks",
                     "INSERT INTO api_clients (client_id, name, secret_hash, scopes, created_at, "
