@@ -62,16 +62,21 @@ def keep_receipt(
     between, such as "accepted by the SMSC", says nothing new and is not kept)."""
     if receipt.outcome is None:
         return False
+    # Parameters as a list of one row: SQLAlchemy then asks the sequence for no id first (a
+    # round trip, for an id the API has no use for), as for the API's check records.
     connection.execute(
-        delivery_receipts.insert().values(
-            received_at=now,
-            received_on=today,
-            gateway=gateway,
-            message_id=message_id[:64],
-            status=receipt.status,
-            outcome=receipt.outcome.value,
-            error_code=receipt.error_code,
-        )
+        delivery_receipts.insert(),
+        [
+            {
+                "received_at": now,
+                "received_on": today,
+                "gateway": gateway,
+                "message_id": message_id[:64],
+                "status": receipt.status,
+                "outcome": receipt.outcome.value,
+                "error_code": receipt.error_code,
+            }
+        ],
     )
     return True
 
@@ -108,8 +113,8 @@ def apply_receipts(connection: Connection, *, now: datetime, actor: str) -> tupl
     ]
     if moved:
         _audit(connection, moved, now=now, actor=actor)
-    # Done with: a receipt whose message has left the outbox's open states (applied now, or
-    # final already), or one no message of recycler's has claimed for an hour.
+    # Done with: a receipt whose message has gone past sent (applied now, or final already),
+    # or one no message of recycler's has claimed for an hour.
     message = (
         sa.select(warnings.c.id)
         .where(warnings.c.gateway_message_id == delivery_receipts.c.message_id)
@@ -118,11 +123,14 @@ def apply_receipts(connection: Connection, *, now: datetime, actor: str) -> tupl
         .correlate(delivery_receipts)
         .scalar_subquery()
     )
+    # Sent counts as still to do: on PostgreSQL each statement sees what committed before it,
+    # so a message a sender recorded as sent just after the update above must keep its
+    # receipt waiting for the next round, not lose it.
     still_open = (
         sa.exists()
         .where(
             warnings.c.gateway_message_id == delivery_receipts.c.message_id,
-            warnings.c.state.in_(OPEN_STATES),
+            warnings.c.state.in_((*OPEN_STATES, WarningState.SENT)),
         )
         .correlate(delivery_receipts)
     )
