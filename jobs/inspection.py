@@ -189,14 +189,14 @@ def status_view(
         today=today,
         runs=recent,
         outbox={
-            "pending": by_state.get("pending", 0),
-            "in_flight": by_state.get("sending", 0),
-            "sent": by_state.get("sent", 0),
+            "pending": by_state.get(WarningState.PENDING, 0),
+            "in_flight": by_state.get(WarningState.SENDING, 0),
+            "sent": by_state.get(WarningState.SENT, 0),
             "blocked": by_state.get(WarningState.BLOCKED, 0),
             "delivered": by_state.get(WarningState.DELIVERED, 0),
             "undelivered": by_state.get(WarningState.UNDELIVERED, 0),
             "failed": by_state.get(WarningState.FAILED, 0),
-            "cancelled": by_state.get("cancelled", 0),
+            "cancelled": by_state.get(WarningState.CANCELLED, 0),
             "oldest_pending_minutes": (
                 round((now - oldest).total_seconds() / 60, 1) if oldest is not None else None
             ),

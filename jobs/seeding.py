@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection
 
 from jobs.clock import Clock, local_date
 from jobs.database.engine import BaseLock, Database, retried
-from jobs.database.functions import add_days
+from jobs.database.functions import add_days, insert_selected, named_select
 from jobs.database.schema import (
     audit_events,
     numbers,
@@ -42,7 +42,7 @@ from jobs.importing.staging import StagingTable, staging_table
 from jobs.nightly.frames import FrameRow, frame_row, framed_text, load_frames, text_frames
 from jobs.rules import Rules
 from jobs.settings import Settings
-from jobs.vocabulary import AuditEvent, ImportKind, Language, OwnershipStart
+from jobs.vocabulary import AuditEvent, ImportKind, Language, OwnershipStart, WarningState
 from notifier.templates import TemplateBook, TemplateKind
 
 __all__ = ["MOBILE_PREFIXES", "SeedSummary", "number_at", "seed"]
@@ -302,44 +302,26 @@ def _history(
             else table.c.history.in_(("full", "last"))
         )
         connection.execute(
-            warnings.insert().from_select(
-                [
-                    "msisdn",
-                    "cycle",
-                    "stage",
-                    "owner_id",
-                    "language",
-                    "grace_end",
-                    "text",
-                    "encoding",
-                    "segments",
-                    "state",
-                    "queued_at",
-                    "queued_on",
-                    "attempts",
-                    "next_attempt_at",
-                    "gateway_message_id",
-                    "final_at",
-                    "final_on",
-                ],
-                sa.select(
-                    table.c.msisdn,
-                    sa.literal(1),
-                    sa.literal(stage),
-                    table.c.owner_id,
-                    table.c.language,
-                    text_frames.c.grace_end,
-                    text,
-                    encoding,
-                    parts,
-                    sa.literal("sent"),
-                    sa.literal(now, warnings.c.queued_at.type),
-                    sent_on,
-                    sa.literal(1),
-                    sa.literal(now, warnings.c.next_attempt_at.type),
-                    sa.literal("seed-history"),
-                    sa.literal(now, warnings.c.final_at.type),
-                    sent_on,
+            insert_selected(
+                warnings,
+                named_select(
+                    msisdn=table.c.msisdn,
+                    cycle=sa.literal(1),
+                    stage=sa.literal(stage),
+                    owner_id=table.c.owner_id,
+                    language=table.c.language,
+                    grace_end=text_frames.c.grace_end,
+                    text=text,
+                    encoding=encoding,
+                    segments=parts,
+                    state=sa.literal(WarningState.SENT.value),
+                    queued_at=sa.literal(now, warnings.c.queued_at.type),
+                    queued_on=sent_on,
+                    attempts=sa.literal(1),
+                    next_attempt_at=sa.literal(now, warnings.c.next_attempt_at.type),
+                    gateway_message_id=sa.literal("seed-history"),
+                    final_at=sa.literal(now, warnings.c.final_at.type),
+                    final_on=sent_on,
                 )
                 .select_from(
                     table.join(

@@ -9,7 +9,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
-__all__ = ["add_days"]
+__all__ = ["add_days", "insert_selected", "named_select"]
 
 
 class add_days(FunctionElement[Any]):  # noqa: N801  (SQL functions read as lower case)
@@ -35,3 +35,20 @@ def _add_days_sqlite(element: add_days, compiler: SQLCompiler, **kw: Any) -> str
 def _add_days_postgresql(element: add_days, compiler: SQLCompiler, **kw: Any) -> str:
     expression, days = list(element.clauses)
     return f"({compiler.process(expression, **kw)} + {compiler.process(days, **kw)})"
+
+
+def named_select(**columns: Any) -> sa.Select[tuple[Any, ...]]:
+    """A SELECT whose columns carry the names of the table columns they fill: an INSERT from
+    it takes its column list from those names (``insert_selected``), so that a value can never
+    land in the column beside its own."""
+    return sa.select(
+        *(
+            (value if isinstance(value, sa.ColumnElement) else sa.literal(value)).label(name)
+            for name, value in columns.items()
+        )
+    )
+
+
+def insert_selected(table: sa.Table, select: sa.Select[Any]) -> sa.Insert:
+    """``INSERT INTO table (its columns, by the select's names) SELECT …``."""
+    return table.insert().from_select([column.name for column in select.selected_columns], select)

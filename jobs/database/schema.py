@@ -312,8 +312,8 @@ sa.Index(
 sa.Index(
     "ix_warnings_in_flight",
     warnings.c.lease_expires_at,
-    sqlite_where=warnings.c.state == "sending",
-    postgresql_where=warnings.c.state == "sending",
+    sqlite_where=warnings.c.state == WarningState.SENDING,
+    postgresql_where=warnings.c.state == WarningState.SENDING,
 )
 sa.Index(None, warnings.c.queued_by_run_id)
 # Owners' notices go before the night's warnings: senders claim the due ones first, by this

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from jobs.database.audit import record_events
+from jobs.database.functions import insert_selected, named_select
 from jobs.database.schema import (
     audit_events,
     imports,
@@ -29,7 +30,7 @@ from jobs.nightly.frames import framed_text, text_frames
 from jobs.nightly.records import COMPLETED
 from jobs.rules import FINAL_NOTICE_STAGE, Rules
 from jobs.transitions import end_cycles, grace_end_of
-from jobs.vocabulary import NOTICE_STATES, AuditEvent, CycleEnd, OwnershipEnd
+from jobs.vocabulary import NOTICE_STATES, AuditEvent, CycleEnd, OwnershipEnd, WarningState
 
 __all__ = ["BaseCounts", "RunScope", "count_base", "newest_feed", "queue_warnings", "recycle"]
 
@@ -105,42 +106,23 @@ def _warning_values(
     scope: RunScope, stage: ColumnElement[int], grace_end: ColumnElement[date]
 ) -> sa.Select[tuple[object, ...]]:
     text, encoding, parts = framed_text(numbers.c.msisdn, scope.region)
-    return sa.select(
-        numbers.c.msisdn,
-        numbers.c.cycle,
-        stage,
-        numbers.c.owner_id,
-        numbers.c.language,
-        grace_end,
-        text,
-        encoding,
-        parts,
-        sa.literal("pending"),
-        sa.literal(scope.now, warnings.c.queued_at.type),
-        sa.literal(scope.as_of, sa.Date),
-        sa.literal(scope.run_id),
-        sa.literal(0),
-        sa.literal(scope.now, warnings.c.next_attempt_at.type),
+    return named_select(
+        msisdn=numbers.c.msisdn,
+        cycle=numbers.c.cycle,
+        stage=stage,
+        owner_id=numbers.c.owner_id,
+        language=numbers.c.language,
+        grace_end=grace_end,
+        text=text,
+        encoding=encoding,
+        segments=parts,
+        state=sa.literal(WarningState.PENDING.value),
+        queued_at=sa.literal(scope.now, warnings.c.queued_at.type),
+        queued_on=sa.literal(scope.as_of, sa.Date),
+        queued_by_run_id=sa.literal(scope.run_id),
+        attempts=sa.literal(0),
+        next_attempt_at=sa.literal(scope.now, warnings.c.next_attempt_at.type),
     )
-
-
-_WARNING_COLUMNS = [
-    "msisdn",
-    "cycle",
-    "stage",
-    "owner_id",
-    "language",
-    "grace_end",
-    "text",
-    "encoding",
-    "segments",
-    "state",
-    "queued_at",
-    "queued_on",
-    "queued_by_run_id",
-    "attempts",
-    "next_attempt_at",
-]
 
 
 # Where the warnings a statement would queue are gathered before they are written. A statement
@@ -191,12 +173,9 @@ def _write_queue(connection: Connection, chosen: sa.Select[tuple[object, ...]]) 
     """Gather the chosen warnings, then write them: two statements, neither of which reads the
     table it writes."""
     connection.execute(run_queue.delete())
-    connection.execute(run_queue.insert().from_select(_WARNING_COLUMNS, chosen))
-    connection.execute(
-        warnings.insert().from_select(
-            _WARNING_COLUMNS, sa.select(*(run_queue.c[name] for name in _WARNING_COLUMNS))
-        )
-    )
+    connection.execute(insert_selected(run_queue, chosen))
+    names = [column.name for column in chosen.selected_columns]
+    connection.execute(insert_selected(warnings, sa.select(*(run_queue.c[name] for name in names))))
 
 
 def queue_warnings(connection: Connection, scope: RunScope) -> None:
