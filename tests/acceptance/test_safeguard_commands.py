@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from jobs.vocabulary import AuditEvent
+from jobs.vocabulary import AuditEvent, OwnershipEnd, OwnershipStart
 from tests.support.cli import environment, recycler
 from tests.support.world import World
 
@@ -99,9 +99,9 @@ class TestSeedCase:
         assert story["events"][1]["actor"] == "shop-12"
         assert story["events"][2]["reason"] == "complaint: wrongful resale"
         assert [(o["owner_id"], o["start_cause"], o["end_cause"]) for o in story["ownerships"]] == [
-            ("alice", "import", "recycle"),
-            ("bob", "sale", "reinstatement"),
-            ("alice", "reinstatement", None),
+            ("alice", OwnershipStart.IMPORT, OwnershipEnd.RECYCLE),
+            ("bob", OwnershipStart.SALE, OwnershipEnd.REINSTATEMENT),
+            ("alice", OwnershipStart.REINSTATEMENT, None),
         ]
         assert story["state"] == "on hold"
 

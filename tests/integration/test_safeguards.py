@@ -14,7 +14,7 @@ from jobs.inspection import number_view
 from jobs.safeguards.changes import Operator
 from jobs.safeguards.ownership import Safeguards
 from jobs.safeguards.pool import pool_entries
-from jobs.vocabulary import AuditEvent, WarningState
+from jobs.vocabulary import AuditEvent, OwnershipEnd, OwnershipStart, WarningState
 from tests.support.world import REQUESTER, World, as_of_noon
 
 D = date(2026, 11, 20)
@@ -134,7 +134,10 @@ class TestPool:
             False,
             D + timedelta(days=30),
         )
-        assert owners(world, msisdn) == [("alice", "import", "recycle"), ("bob", "sale", None)]
+        assert owners(world, msisdn) == [
+            ("alice", OwnershipStart.IMPORT, OwnershipEnd.RECYCLE),
+            ("bob", OwnershipStart.SALE, None),
+        ]
         assert world.events_of(msisdn)[-1] == AuditEvent.OWNERSHIP_SOLD
         assert list(pool_entries(world.database, D)) == []
 
@@ -179,8 +182,8 @@ class TestTransfer:
         world.transfer(msisdn, "bob", consent_current="SIGNED-ALICE-1", consent_new="SIGNED-BOB-1")
         assert world.number(msisdn).owner_id == "bob"
         assert owners(world, msisdn) == [
-            ("alice", "import", "transfer"),
-            ("bob", "transfer", None),
+            ("alice", OwnershipStart.IMPORT, OwnershipEnd.TRANSFER),
+            ("bob", OwnershipStart.TRANSFER, None),
         ]
         with world.database.read() as connection:
             consents = connection.execute(
@@ -261,8 +264,8 @@ class TestReinstate:
             D + timedelta(days=30),
         )
         assert owners(world, msisdn) == [
-            ("alice", "import", "recycle"),
-            ("alice", "reinstatement", None),
+            ("alice", OwnershipStart.IMPORT, OwnershipEnd.RECYCLE),
+            ("alice", OwnershipStart.REINSTATEMENT, None),
         ]
         assert world.events_of(msisdn)[-1] == AuditEvent.OWNERSHIP_REINSTATED
 
@@ -292,9 +295,9 @@ class TestReinstate:
         world.reinstate_by_force(msisdn)
         assert world.number(msisdn).owner_id == "alice"
         assert owners(world, msisdn) == [
-            ("alice", "import", "recycle"),
-            ("bob", "sale", "reinstatement"),
-            ("alice", "reinstatement", None),
+            ("alice", OwnershipStart.IMPORT, OwnershipEnd.RECYCLE),
+            ("bob", OwnershipStart.SALE, OwnershipEnd.REINSTATEMENT),
+            ("alice", OwnershipStart.REINSTATEMENT, None),
         ]
 
     def test_nothing_to_reinstate(self, world: World) -> None:
@@ -345,7 +348,7 @@ class TestDatabaseGuards:
         )
         assert "history" in self._fails(world, f"DELETE FROM ownerships WHERE msisdn = '{msisdn}'")
         assert world.number(msisdn).owner_id == "alice"
-        assert owners(world, msisdn) == [("alice", "import", None)]
+        assert owners(world, msisdn) == [("alice", OwnershipStart.IMPORT, None)]
 
     def test_ended_ownership_cannot_be_rewritten(self, world: World) -> None:
         """History stays history: the recycled owner's record cannot be edited."""
