@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import structlog
-from anyio import to_thread
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 from twilio.request_validator import RequestValidator
@@ -70,22 +69,22 @@ def add_receipt_routes(
         else None
     )
 
-    def keep(gateway: str, message_id: str, receipt: Receipt) -> bool:
+    async def keep(gateway: str, message_id: str, receipt: Receipt) -> bool:
         if receipt.outcome is None:
             # A step in between ("accepted by the SMSC", "sent"): nothing to keep, and no
             # reason to touch the database (Kannel reports one for every message).
             log.debug("receipt.step", gateway=gateway, message=message_id, status=receipt.status)
             return False
-        with database.write() as connection:
-            now = clock.now()
-            kept = keep_receipt(
-                connection,
-                gateway=gateway,
-                message_id=message_id,
-                receipt=receipt,
-                now=now,
-                today=local_date(now, settings.zone),
-            )
+        now = clock.now()
+        # One statement, its own transaction, awaited on the event loop like a bank's check.
+        kept = await database.each_statement_async(
+            keep_receipt,
+            gateway=gateway,
+            message_id=message_id,
+            receipt=receipt,
+            now=now,
+            today=local_date(now, settings.zone),
+        )
         # Whether recycler sent such a message is the senders' to find (the API may not read
         # the outbox, and a receipt can beat the sender's own record of the message by a
         # moment): one for an id never sent is logged by them as receipt.unknown_message.
@@ -120,7 +119,7 @@ def add_receipt_routes(
                 "MessageSid and MessageStatus are required", status_code=_BAD_REQUEST
             )
         receipt = twilio_receipt(status, fields.get("ErrorCode"))
-        await to_thread.run_sync(keep, "twilio", message_id, receipt)
+        await keep("twilio", message_id, receipt)
         return Response(status_code=200)
 
     @app.get(KANNEL_PATH, include_in_schema=False)
@@ -137,7 +136,7 @@ def add_receipt_routes(
         if not hmac.compare_digest(receipt_signature(secret, message), signature):
             log.warning("receipt.refused", gateway="kannel", why="bad signature")
             return _refused("the signature does not match the message")
-        await to_thread.run_sync(keep, "kannel", message, kannel_receipt(dlr_type, answer))
+        await keep("kannel", message, kannel_receipt(dlr_type, answer))
         return PlainTextResponse("ok")
 
 
