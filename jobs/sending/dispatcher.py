@@ -316,7 +316,9 @@ class _Drain:
             lease_until = now + timedelta(seconds=self.settings.lease_seconds)
             # The receipts the API kept since the last round (a batch at most: the claim's
             # transaction stays short; an idle round applies the rest).
-            moved, more = receipts.apply_receipts(connection, now=now, actor=self.dispatcher.actor)
+            moved, following = receipts.apply_receipts(
+                connection, now=now, actor=self.dispatcher.actor
+            )
             self.report.receipts += moved
             claimed = outbox.claim(
                 connection,
@@ -335,8 +337,8 @@ class _Drain:
             )
         if not claimed:
             # Nothing to send: the time to work off a backlog of receipts, if there is one.
-            if more:
-                self.report.receipts += self._apply_receipts()
+            if following is not None:
+                self.report.receipts += self._apply_receipts(after=following)
             return 0, []
         self.tokens.append(token)
         self.report.cancelled += len(cancelled)
@@ -532,14 +534,16 @@ class _Drain:
         self.report.blocked += recorded.get(WarningState.BLOCKED, 0)
         self.report.retried += recorded.get(WarningState.PENDING, 0)
 
-    def _apply_receipts(self) -> int:
-        """Apply every waiting receipt, a batch per transaction; returns the warnings moved."""
-        total, more = 0, True
-        while more:
+    def _apply_receipts(self, after: int = 0) -> int:
+        """Apply every waiting receipt after `after`, a batch per transaction, each batch
+        starting where the last one ended; returns the warnings moved."""
+        total: int = 0
+        following: int | None = after
+        while following is not None:
             with self.dispatcher.sending() as connection:
                 now = self.dispatcher.clock.now_in(connection)
-                moved, more = receipts.apply_receipts(
-                    connection, now=now, actor=self.dispatcher.actor
+                moved, following = receipts.apply_receipts(
+                    connection, now=now, actor=self.dispatcher.actor, after=following
                 )
             total += moved
         return total

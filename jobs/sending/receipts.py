@@ -81,17 +81,21 @@ def keep_receipt(
     return True
 
 
-def apply_receipts(connection: Connection, *, now: datetime, actor: str) -> tuple[int, bool]:
-    """Apply up to a batch of waiting receipts; returns how many warnings they moved, and
-    whether more may be waiting (the batch was full)."""
+def apply_receipts(
+    connection: Connection, *, now: datetime, actor: str, after: int = 0
+) -> tuple[int, int | None]:
+    """Apply up to a batch of the waiting receipts that follow receipt `after`; returns how
+    many warnings they moved, and where the next batch starts (None: there is none). Receipts
+    that must go on waiting (their message not sent yet) stay behind, so the next batch must
+    start after them, not again at the first waiting one."""
     waiting = connection.execute(
         sa.select(delivery_receipts.c.id, delivery_receipts.c.message_id)
-        .where(delivery_receipts.c.applied_at.is_(None))
+        .where(delivery_receipts.c.applied_at.is_(None), delivery_receipts.c.id > after)
         .order_by(delivery_receipts.c.id)
         .limit(_BATCH)
     ).all()
     if not waiting:
-        return 0, False
+        return 0, None
     receipt_ids = [row.id for row in waiting]
     message_ids = sorted({row.message_id for row in waiting})
     moved = [
@@ -153,7 +157,7 @@ def apply_receipts(connection: Connection, *, now: datetime, actor: str) -> tupl
     for row in settled:
         if row.warning_id is None:
             log.warning("receipt.unknown_message", gateway=row.gateway, message=row.message_id)
-    return len(moved), len(waiting) == _BATCH
+    return len(moved), (receipt_ids[-1] if len(waiting) == _BATCH else None)
 
 
 def _first_receipt(column: sa.Column[object]) -> ColumnElement[object]:

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from jobs.clock import local_date
 from jobs.database.schema import delivery_receipts, warnings
+from jobs.sending import receipts as receipts_module
 from jobs.sending.dispatcher import Dispatcher
 from jobs.sending.receipts import deliveries_by_night, keep_receipt
 from jobs.vocabulary import AuditEvent, WarningState
@@ -172,6 +173,22 @@ class TestApplied:
         assert self.waiting(world) == 0
         assert receipt_columns(world, first)[0] == WarningState.SENT
         assert receipt_columns(world, second)[0] == WarningState.SENT
+
+    @pytest.mark.timeout(60)
+    def test_receipts_that_must_wait_do_not_hold_the_sender(
+        self, world: World, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """More waiting receipts than a batch holds, none of which can be applied yet (ids of
+        no message, younger than an hour), and a sent message's receipt behind them: the drain
+        goes through them batch after batch, applies the one it can, and ends."""
+        first, _ = two_sent(world)
+        monkeypatch.setattr(receipts_module, "_BATCH", 5)
+        for index in range(12):
+            keep(world, f"SM-not-yet-{index}", twilio_receipt("delivered", None))
+        keep(world, message_of(world, first), twilio_receipt("delivered", None))
+        assert drain(world) == 1
+        assert receipt_columns(world, first)[0] == WarningState.DELIVERED
+        assert self.waiting(world) == 12
 
     @staticmethod
     def waiting(world: World) -> int:
