@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from jobs.vocabulary import RunOutcome
 from tests.support.cli import environment, recycler, start
 from tests.support.world import World
 
@@ -146,8 +147,11 @@ class TestRuns:
         earlier = (today() - timedelta(days=3)).isoformat()
         result = recycler("run", "--date", earlier, "--json", env=environment(world.url))
         assert result.code == 0, result
-        assert result.json()["outcome"] == "covered"
-        assert [row.outcome for row in world.run_records()] == ["succeeded", "covered"]
+        assert result.json()["outcome"] == RunOutcome.COVERED
+        assert [row.outcome for row in world.run_records()] == [
+            RunOutcome.SUCCEEDED,
+            RunOutcome.COVERED,
+        ]
         status = recycler("status", "--json", env=environment(world.url))
         assert status.json()["checks"]["last_run"]["ok"] is True
 

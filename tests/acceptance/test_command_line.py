@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from jobs.vocabulary import AuditEvent, WarningState
+from jobs.vocabulary import AuditEvent, Guard, RunOutcome, WarningState
 from tests.support.cli import environment, recycler
 from tests.support.world import World
 
@@ -80,7 +80,7 @@ class TestRunExitCodes:
         result = recycler("run", "--json", env=environment(world.url))
         assert result.code == 3, result
         summary = result.json()
-        assert summary["guards"] == ["stale_feed"]
+        assert summary["guards"] == [Guard.STALE_FEED]
         assert summary["warnings_queued"] == {"7": 1}
         assert "recycling withheld: the top-up feed is stale" in result.stderr
 
@@ -184,7 +184,7 @@ class TestLooking:
         assert status["outbox"]["in_flight"] == 0
         assert status["outbox"]["oldest_pending_minutes"] >= 0
         assert status["numbers"]["in_grace"] == 1
-        assert status["runs"][0]["outcome"] == "succeeded"
+        assert status["runs"][0]["outcome"] == RunOutcome.SUCCEEDED
 
 
 class TestSendOnce:

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from jobs.vocabulary import AuditEvent
+from jobs.vocabulary import AuditEvent, RunOutcome
 from tests.support.cli import environment, recycler, start
 from tests.support.world import World
 
@@ -73,12 +73,18 @@ class TestKilledRun:
             records = victim.run_records()
             if point == "run.committed":
                 # The work and its record commit together: the killed run says what it did.
-                assert [record.outcome for record in records] == ["succeeded", "succeeded"]
+                assert [record.outcome for record in records] == [
+                    RunOutcome.SUCCEEDED,
+                    RunOutcome.SUCCEEDED,
+                ]
                 assert records[0].recycled > 0
                 assert sum(records[0].warnings_queued.values()) > 0
                 assert (rerun.json()["recycled"], rerun.json()["warnings_queued"]) == (0, {})
             else:
-                assert [record.outcome for record in records] == ["abandoned", "succeeded"]
+                assert [record.outcome for record in records] == [
+                    RunOutcome.ABANDONED,
+                    RunOutcome.SUCCEEDED,
+                ]
         finally:
             victim.close()
 
@@ -216,4 +222,4 @@ class TestOneRunAtATime:
         assert second.code == 4, second
         assert f"run 1 for {today().isoformat()} is in progress" in second.stderr
         assert first.finish().code == 0
-        assert [record.outcome for record in world.run_records()] == ["succeeded"]
+        assert [record.outcome for record in world.run_records()] == [RunOutcome.SUCCEEDED]

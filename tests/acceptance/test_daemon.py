@@ -87,7 +87,7 @@ class TestScheduledRun:
             stopped = daemon.finish(timeout=60)
         assert stopped.code == 0, stopped
         (run,) = real_runs(world)
-        assert (run.as_of, run.outcome, run.catch_up) == (today(), "succeeded", False)
+        assert (run.as_of, run.outcome, run.catch_up) == (today(), RunOutcome.SUCCEEDED, False)
         assert world.warning_states() == {"sent": 3}
         events = [json.loads(line)["event"] for line in stopped.stderr.splitlines()]
         assert "daemon.started" in events
@@ -111,7 +111,7 @@ class TestCatchUp:
             daemon.process.send_signal(signal.SIGTERM)
             assert daemon.finish(timeout=60).code == 0
         (run,) = real_runs(world)
-        assert (run.as_of, run.outcome, run.catch_up) == (today(), "succeeded", True)
+        assert (run.as_of, run.outcome, run.catch_up) == (today(), RunOutcome.SUCCEEDED, True)
 
 
 @pytest.mark.postgresql_only
@@ -187,7 +187,7 @@ class TestGracefulStop:
         stopped = running.finish(timeout=60)
         assert stopped.code == 0, stopped
         assert "interrupted: stopped at run.recycled" in stopped.stderr
-        assert [run.outcome for run in world.run_records()] == ["interrupted"]
+        assert [run.outcome for run in world.run_records()] == [RunOutcome.INTERRUPTED]
         assert world.warning_states() == {}
         assert recycler("run", env=environment(world.url)).code == 0
         comparable = {"numbers", "warnings", "pool", "ownerships", "events"}

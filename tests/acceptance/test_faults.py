@@ -97,7 +97,7 @@ class TestMissedNight:
                 checks = status(world, run_schedule=schedule, run_grace_minutes="0.01")
                 assert checks["schedule"]["ok"] is False
                 assert "has not completed" in checks["schedule"]["problem"]
-                assert [record.outcome for record in world.run_records()] == ["succeeded"]
+                assert [record.outcome for record in world.run_records()] == [RunOutcome.SUCCEEDED]
                 proxy.restore()
                 wait_until(
                     lambda: any(
@@ -128,7 +128,7 @@ class TestRunWhoseFailureCannotBeWritten:
             finished = running.finish(timeout=60)
         assert finished.code == 1, finished
         assert "Traceback" not in finished.stderr
-        assert [record.outcome for record in world.run_records()] == ["running"]
+        assert [record.outcome for record in world.run_records()] == [RunOutcome.RUNNING]
         checks = status(world)
         assert checks["last_run"]["ok"] is False
         assert (

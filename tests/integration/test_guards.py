@@ -45,7 +45,7 @@ class TestStaleFeed:
         assert not world.number(due[0]).in_pool
         assert world.warnings_of(warned) == [(1, 7, WarningState.PENDING)]
         assert "no top-up was ever imported" in report.messages[0]
-        assert world.run_records()[-1].guards == ["stale_feed"]
+        assert world.run_records()[-1].guards == [Guard.STALE_FEED]
 
     @pytest.mark.parametrize(
         ("newest_topup", "stale"),
@@ -73,10 +73,10 @@ class TestStaleFeed:
         """Once a fresh feed arrives, a rerun of the same date recycles."""
         due = due_for_recycling(world, 1)
         healthy_base(world, 99)
-        assert world.run(D).guards == ["stale_feed"]
+        assert world.run(D).guards == [Guard.STALE_FEED]
         world.fresh_feed(D)
         rerun = world.run(D)
-        assert (rerun.guards, rerun.recycled, rerun.outcome) == ([], 1, "succeeded")
+        assert (rerun.guards, rerun.recycled, rerun.outcome) == ([], 1, RunOutcome.SUCCEEDED)
         assert world.number(due[0]).in_pool
 
 
@@ -90,7 +90,7 @@ class TestMassRecycle:
         world.fresh_feed(D)
         report = world.run(D)
         assert report.guards == [Guard.MASS_RECYCLE]
-        assert (report.recycled, report.withheld, report.outcome) == (0, 3, "withheld")
+        assert (report.recycled, report.withheld, report.outcome) == (0, 3, RunOutcome.WITHHELD)
         assert not any(world.number(msisdn).in_pool for msisdn in due)
         assert "3 numbers would be recycled" in report.messages[0]
         assert "--allow-mass-recycle" in report.messages[0]

@@ -33,7 +33,7 @@ from jobs.safeguards.changes import Change, Operator
 from jobs.safeguards.requests import FourEyes
 from jobs.sending.dispatcher import Dispatcher
 from jobs.settings import Settings, load_settings
-from jobs.vocabulary import MessageKind, WarningState
+from jobs.vocabulary import MessageKind, RunOutcome, WarningState
 from notifier.templates import TemplateBook
 from notifier.testing import InMemoryGateway
 
@@ -270,7 +270,9 @@ class World:
                 connection, kind="topups", source="test", now=moment, actor="test", watermark=moment
             )
 
-    def record_run(self, as_of: date, finished: datetime, outcome: str = "succeeded") -> None:
+    def record_run(
+        self, as_of: date, finished: datetime, outcome: str = RunOutcome.SUCCEEDED
+    ) -> None:
         """A run record as an earlier night left it (signed "test", so tests can tell)."""
         with self.database.write() as connection:
             connection.execute(
