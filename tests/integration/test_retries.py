@@ -52,8 +52,12 @@ def test_deadlock_with_a_foreign_session_is_retried(world: World, tmp_path: Path
         worker.start()
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
+            # A wait in this database only: under xdist another worker's sessions wait for
+            # their own locks on the same server.
             waiting = foreign.execute(
                 "SELECT count(*) FROM pg_locks WHERE NOT granted AND pid <> pg_backend_pid()"
+                " AND pid IN (SELECT pid FROM pg_stat_activity"
+                " WHERE datname = current_database())"
             ).fetchone()
             if waiting is not None and waiting[0] > 0:
                 break
