@@ -21,7 +21,7 @@ from prometheus_client import (
 from jobs.database.engine import Database
 from jobs.nightly.records import run_history
 from jobs.sending.outbox import depth
-from jobs.sending.receipts import deliveries_by_night
+from jobs.sending.receipts import DELIVERY_OUTCOMES, deliveries_by_night
 from jobs.vocabulary import Guard, RunOutcome, WarningState
 
 __all__ = ["Metrics"]
@@ -139,7 +139,7 @@ class Metrics:
         # Nights come and go: only the last seven are series at any time.
         self.deliveries.clear()
         for row in deliveries:
-            for outcome in ("delivered", "undelivered", "no_receipt", "awaiting_receipt", "failed"):
+            for outcome in DELIVERY_OUTCOMES:
                 self.deliveries.labels(row.night.isoformat(), str(row.stage), outcome).set(
                     getattr(row, outcome)
                 )

@@ -34,6 +34,7 @@ from jobs.vocabulary import OPEN_STATES, AuditEvent, MessageKind, WarningState
 from notifier.receipts import Receipt
 
 __all__ = [
+    "DELIVERY_OUTCOMES",
     "UNMATCHED_AFTER",
     "Deliveries",
     "apply_receipts",
@@ -199,6 +200,10 @@ def _audit(connection: Connection, moved: list[int], *, now: datetime, actor: st
         stage=warnings.c.stage,
         warning_id=warnings.c.id,
     )
+
+
+# What became of a night's accepted warnings, as Deliveries counts it (and metrics label it).
+DELIVERY_OUTCOMES = ("delivered", "undelivered", "no_receipt", "awaiting_receipt", "failed")
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from notifier.kannel_gateway import receipt_signature
 from tests.support.api import ApiServer, free_port, running_api
 from tests.support.cli import environment, recycler
 from tests.support.kannel import PASSWORD, USERNAME, Kannel, kannel_missing
-from tests.support.twilio_server import ACCOUNT_SID, AUTH_TOKEN, Faults, TwilioTestServer
+from tests.support.twilio_server import AUTH_TOKEN, Faults, TwilioTestServer, sender_environment
 from tests.support.world import World, as_of_noon
 
 D = date(2026, 11, 20)
@@ -95,21 +95,6 @@ def api(world: World, tmp_path: Path, api_port: int, callback_url: str) -> Itera
         yield server
 
 
-def twilio_sender(world: World, twilio: TwilioTestServer, callback_url: str) -> dict[str, str]:
-    env = environment(
-        world.url,
-        gateway="twilio",
-        twilio_from="+15005550006",
-        twilio_base_url=twilio.base_url,
-        twilio_status_callback_url=callback_url,
-        send_window="00:00-24:00",
-        send_rate="0",
-    )
-    env["TWILIO_ACCOUNT_SID"] = ACCOUNT_SID
-    env["TWILIO_AUTH_TOKEN"] = AUTH_TOKEN
-    return env
-
-
 class TestTwilioStatusCallbacks:
     def test_delivered_and_undelivered(
         self, world: World, twilio: TwilioTestServer, api: ApiServer, callback_url: str
@@ -118,7 +103,7 @@ class TestTwilioStatusCallbacks:
         handset unreachable); the next send records exactly that."""
         first, second, third = warned(world, ("en", "km", "en"))
         twilio.set_faults(Faults(undeliverable={third: 30003}))
-        env = twilio_sender(world, twilio, callback_url)
+        env = sender_environment(world.url, twilio, twilio_status_callback_url=callback_url)
         sent = recycler("send", "--once", "--json", env=env)
         assert sent.code == 0, sent
         assert sent.json()["sent"] == 3
@@ -161,7 +146,7 @@ class TestTwilioStatusCallbacks:
         twilio.set_faults(
             Faults(undeliverable={second: 30005}, callbacks_reversed=True, callbacks_twice=True)
         )
-        env = twilio_sender(world, twilio, callback_url)
+        env = sender_environment(world.url, twilio, twilio_status_callback_url=callback_url)
         assert recycler("send", "--once", env=env).code == 0
         assert twilio.callbacks_done() == [200] * 8
         assert recycler("send", "--once", env=env).code == 0

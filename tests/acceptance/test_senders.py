@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.cli import Command, Running, environment, recycler, start, wait_until
-from tests.support.twilio_server import ACCOUNT_SID, AUTH_TOKEN, Faults, TwilioTestServer
+from tests.support.cli import Command, Running, recycler, start, wait_until
+from tests.support.twilio_server import Faults, TwilioTestServer, sender_environment
 from tests.support.world import World
 
 
@@ -17,21 +17,6 @@ from tests.support.world import World
 def server() -> Iterator[TwilioTestServer]:
     with TwilioTestServer() as running:
         yield running
-
-
-def sender_environment(world: World, server: TwilioTestServer, **settings: str) -> dict[str, str]:
-    chosen = {
-        "gateway": "twilio",
-        "twilio_from": "+15005550006",
-        "twilio_base_url": server.base_url,
-        "send_window": "00:00-24:00",
-        "send_rate": "0",
-        **settings,
-    }
-    env = environment(world.url, **chosen)
-    env["TWILIO_ACCOUNT_SID"] = ACCOUNT_SID
-    env["TWILIO_AUTH_TOKEN"] = AUTH_TOKEN
-    return env
 
 
 @pytest.mark.postgresql_only
@@ -44,7 +29,7 @@ class TestSeveralSenders:
         """Both work (the server sees requests from both), and each warning goes out once."""
         queued = world.queue_warnings(400)
         server.set_faults(Faults(latency=0.01))
-        env = sender_environment(world, server, send_concurrency="8")
+        env = sender_environment(world.url, server, send_concurrency="8")
         first = start("send", "--once", "--json", env=env)
         second = start("send", "--once", "--json", env=env)
         results = [first.finish(), second.finish()]
@@ -64,7 +49,7 @@ class TestSeveralSenders:
         server.set_faults(Faults(latency=0.05))
         concurrency = 8
         env = sender_environment(
-            world, server, send_concurrency=str(concurrency), lease_seconds="3"
+            world.url, server, send_concurrency=str(concurrency), lease_seconds="3"
         )
         victim = start("send", "--once", env=env)
         wait_until(lambda: len(server.accepted) >= 60)
@@ -98,7 +83,7 @@ class TestStopping:
         """Exit 0; what was sent is recorded sent, the rest is pending again for others."""
         world.queue_warnings(200)
         server.set_faults(Faults(latency=0.02))
-        env = sender_environment(world, server, send_rate="40", send_concurrency="4")
+        env = sender_environment(world.url, server, send_rate="40", send_concurrency="4")
         running: Running = start("send", "--json", env=env)
         wait_until(lambda: len(server.accepted) >= 20)
         running.process.send_signal(stop_signal)
@@ -117,7 +102,7 @@ class TestStopping:
         """SQLite allows one sender: a second one exits 4 with a sentence (PostgreSQL: both run)."""
         world.queue_warnings(100)
         server.set_faults(Faults(latency=0.05))
-        env = sender_environment(world, server, send_rate="20", send_concurrency="2")
+        env = sender_environment(world.url, server, send_rate="20", send_concurrency="2")
         first = start("send", "--once", env=env)
         wait_until(lambda: len(server.accepted) >= 5)
         second = recycler("send", "--once", env=env)

@@ -27,7 +27,14 @@ from typing import Any
 from aiohttp import ClientSession, web
 from twilio.request_validator import RequestValidator
 
-__all__ = ["ACCOUNT_SID", "AUTH_TOKEN", "Accepted", "Faults", "TwilioTestServer"]
+__all__ = [
+    "ACCOUNT_SID",
+    "AUTH_TOKEN",
+    "Accepted",
+    "Faults",
+    "TwilioTestServer",
+    "sender_environment",
+]
 
 ACCOUNT_SID = "AC" + "0" * 31 + "1"
 AUTH_TOKEN = "test-auth-token-" + "x" * 16
@@ -350,3 +357,24 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def sender_environment(
+    database_url: str, server: TwilioTestServer, **settings: str
+) -> dict[str, str]:
+    """The environment of a `recycler send` process sending through this server at any hour
+    with no rate limit, its credentials included; `settings` add to or override these."""
+    from tests.support.cli import environment  # noqa: PLC0415  (the server runs without it)
+
+    chosen = {
+        "gateway": "twilio",
+        "twilio_from": "+15005550006",
+        "twilio_base_url": server.base_url,
+        "send_window": "00:00-24:00",
+        "send_rate": "0",
+        **settings,
+    }
+    env = environment(database_url, **chosen)
+    env["TWILIO_ACCOUNT_SID"] = ACCOUNT_SID
+    env["TWILIO_AUTH_TOKEN"] = AUTH_TOKEN
+    return env
