@@ -319,6 +319,74 @@ class TestRecord:
             connection.execute(sa.delete(api_checks))
 
 
+@pytest.mark.postgresql_only
+class TestDatabaseOutage:
+    """The API's database restarts, fails over, or is gone: banks get answers again as soon as
+    it is back, and a clear 503 in the definition's shape while it is not."""
+
+    @staticmethod
+    def close_server_connections(world: World) -> int:
+        """What a restart or a failover does to the API's connections: the server ends them."""
+        with world.database.engine.connect() as connection:
+            ended = connection.exec_driver_sql(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).scalar_one()
+        world.database.engine.dispose()
+        return int(ended)
+
+    def checks_recorded(self, world: World, msisdn: str) -> int:
+        with world.database.read() as connection:
+            return int(
+                connection.execute(
+                    sa.select(sa.func.count()).where(api_checks.c.msisdn == msisdn)
+                ).scalar_one()
+            )
+
+    def test_connections_the_server_ended(self, world: World, api: ApiServer, token: str) -> None:
+        """Every check after the server ended the API's connections is answered (on a new
+        connection) and recorded exactly once."""
+        msisdn = world.add_number(today() + timedelta(days=40))
+        body = {"phoneNumber": msisdn, "specifiedDate": str(RECORDS_BEGIN)}
+        assert [api.check(body, token).status_code for _ in range(3)] == [200] * 3
+        assert self.close_server_connections(world) >= 1
+        answers = [api.check(body, token) for _ in range(5)]
+        assert [(answer.status_code, answer.json()) for answer in answers] == [
+            (200, {"phoneNumberRecycled": False})
+        ] * 5
+        assert self.checks_recorded(world, msisdn) == 8
+
+    def test_database_gone(self, world: World, api: ApiServer, token: str) -> None:
+        """While the database takes no connections: 503 UNAVAILABLE in CAMARA's shape, the
+        correlator echoed, health unhealthy; answers again once it is back."""
+        msisdn = world.add_number(today() + timedelta(days=40))
+        body = {"phoneNumber": msisdn, "specifiedDate": str(RECORDS_BEGIN)}
+        assert api.check(body, token).status_code == 200
+        name = world.database.url.database
+        admin = sa.create_engine(
+            world.database.url.set(database="postgres"), isolation_level="AUTOCOMMIT"
+        )
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        try:
+            self.close_server_connections(world)
+            answer = api.check(body, token, {"x-correlator": "outage-1"})
+            assert answer.status_code == 503, answer.text
+            assert answer.json()["code"] == "UNAVAILABLE"
+            assert answer.json()["status"] == 503
+            assert answer.headers["x-correlator"] == "outage-1"
+            assert "Retry-After" in answer.headers
+            assert httpx.get(f"{api.base_url}/healthz").status_code == 503
+        finally:
+            with admin.connect() as connection:
+                connection.exec_driver_sql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            admin.dispose()
+        answer = api.check(body, token)
+        assert (answer.status_code, answer.json()) == (200, {"phoneNumberRecycled": False})
+        # The refused check left no record (there was nowhere to write it), the others did.
+        assert self.checks_recorded(world, msisdn) == 2
+
+
 class TestAsTheOperatorRunsIt:
     """`recycler api` as a process, clients made with `recycler api-client add`, a bank's
     client asking as the README shows; SIGTERM ends it cleanly."""

@@ -123,7 +123,9 @@ def peak_mb(pid: int) -> float:
     return 0.0
 
 
-def bench(url: str, numbers: int, seconds: int, connections: list[int], folder: Path) -> None:
+def build(url: str, numbers: int, folder: Path) -> None:
+    """The base as an operator's first day leaves it: an export imported, the first night run,
+    and the statistics as autovacuum would have them by the time banks ask."""
     today = datetime.now(ZONE).date()
     started = time.perf_counter()
     recycler(url, "db", "upgrade")
@@ -138,7 +140,15 @@ def bench(url: str, numbers: int, seconds: int, connections: list[int], folder: 
         str(_empty_feed(folder)),
     )
     recycler(url, "run", "--date", today.isoformat(), "--allow-mass-recycle")
-    print(f"  base ready in {time.perf_counter() - started:.0f} s (import, first night)")
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.exec_driver_sql("VACUUM ANALYZE")
+    engine.dispose()
+    print(f"  base ready in {time.perf_counter() - started:.0f} s (import, first night, vacuum)")
+
+
+def bench(url: str, numbers: int, seconds: int, connections: list[int], folder: Path) -> None:
+    today = datetime.now(ZONE).date()
 
     client = json.loads(recycler(url, "api-client", "add", "Benchmark Bank", "--json"))
     port = free_port()
@@ -236,13 +246,22 @@ def main() -> None:
     parser.add_argument("--numbers", type=int, default=1_000_000)
     parser.add_argument("--seconds", type=int, default=30)
     parser.add_argument("--connections", type=int, nargs="+", default=[8, 16, 32])
+    parser.add_argument(
+        "--keep",
+        metavar="DATABASE",
+        help="build the base in this database and keep it; when it exists, use it as it is",
+    )
     arguments = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
     admin = sa.create_engine(arguments.server, isolation_level="AUTOCOMMIT")
-    name = f"recycler_bench_{uuid.uuid4().hex[:8]}"
+    name = arguments.keep or f"recycler_bench_{uuid.uuid4().hex[:8]}"
     with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        exists = connection.exec_driver_sql(
+            "SELECT 1 FROM pg_database WHERE datname = %(name)s", {"name": name}
+        ).first()
+        if exists is None:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
     url = admin.url.set(database=name).render_as_string(hide_password=False)
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores")
     print(
@@ -251,10 +270,15 @@ def main() -> None:
     )
     try:
         with tempfile.TemporaryDirectory() as folder:
+            if exists is None:
+                build(url, arguments.numbers, Path(folder))
+            else:
+                print(f"  the base in {name}, as it is")
             bench(url, arguments.numbers, arguments.seconds, arguments.connections, Path(folder))
     finally:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
+        if arguments.keep is None:
+            with admin.connect() as connection:
+                connection.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":
