@@ -60,7 +60,7 @@ class StatusView:
 
     today: date
     runs: list[dict[str, Any]]
-    outbox: dict[str, float | int | None]
+    outbox: dict[str, float | int | str | None]
     numbers_by_state: dict[str, int]
     # Each health check by name, with the sentence that says what is wrong (None when fine).
     checks: dict[str, str | None] = field(default_factory=dict)
@@ -188,18 +188,20 @@ def status_view(
     view = StatusView(
         today=today,
         runs=recent,
+        # Waiting now (all of it), then what became of the newest night's warnings.
         outbox={
             "pending": by_state.get(WarningState.PENDING, 0),
             "in_flight": by_state.get(WarningState.SENDING, 0),
-            "sent": by_state.get(WarningState.SENT, 0),
             "blocked": by_state.get(WarningState.BLOCKED, 0),
+            "oldest_pending_minutes": (
+                round((now - oldest).total_seconds() / 60, 1) if oldest is not None else None
+            ),
+            "night": outbox.night.isoformat() if outbox.night is not None else None,
+            "sent": by_state.get(WarningState.SENT, 0),
             "delivered": by_state.get(WarningState.DELIVERED, 0),
             "undelivered": by_state.get(WarningState.UNDELIVERED, 0),
             "failed": by_state.get(WarningState.FAILED, 0),
             "cancelled": by_state.get(WarningState.CANCELLED, 0),
-            "oldest_pending_minutes": (
-                round((now - oldest).total_seconds() / 60, 1) if oldest is not None else None
-            ),
         },
         numbers_by_state={
             "active": counts[0],

@@ -73,7 +73,8 @@ class Metrics:
         )
         self.outbox = Gauge(
             "recycler_outbox_warnings",
-            "Warnings in the outbox, by state.",
+            "Messages waiting in the outbox (pending, sending, blocked), and the newest night's "
+            "warnings in each final state (sent, delivered, undelivered, failed, cancelled).",
             ["state"],
             registry=self.registry,
         )

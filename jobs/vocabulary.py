@@ -18,6 +18,7 @@ __all__ = [
     "CLAIMABLE_STATES",
     "NOTICE_STATES",
     "OPEN_STATES",
+    "SETTLED_STATES",
     "UNREACHED_STATES",
     "AuditEvent",
     "ChangeAction",
@@ -73,6 +74,8 @@ NOTICE_STATES = (
 # Final, yet the addressee was not reached: an owner's notice in one of these lets a request be
 # approved only with a reason saying how the owner was reached instead.
 UNREACHED_STATES = (WarningState.FAILED, WarningState.UNDELIVERED)
+# No longer in the outbox: given notice, or cancelled before it went out.
+SETTLED_STATES = (*NOTICE_STATES, WarningState.CANCELLED)
 # What a sender may claim once it is due.
 CLAIMABLE_STATES = (WarningState.PENDING, WarningState.BLOCKED)
 

@@ -53,6 +53,8 @@ def _print_status(app: App, view: StatusView) -> None:
         if state == "oldest_pending_minutes":
             shown = "-" if value is None else f"{value:g} min"
             outbox.add_row("oldest pending", shown)
+        elif state == "night":
+            outbox.add_row("final states, warnings of", str(value or "-"))
         else:
             outbox.add_row(state.replace("_", " "), str(value))
     app.console.print(outbox)

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from jobs.clock import Clock, end_of_day, local_date
 from jobs.database.engine import Database
 from jobs.database.schema import api_checks, audit_events, numbers, runs, warnings
+from jobs.sending.outbox import depth
 from jobs.settings import Settings
 from jobs.vocabulary import MessageKind, RunOutcome, WarningState
 
@@ -93,17 +94,16 @@ def nights(database: Database, settings: Settings, *, count: int = 60) -> dict[s
             for final_on, state, total in connection.execute(
                 sa.select(warnings.c.final_on, warnings.c.state, sa.func.count())
                 .where(
-                    warnings.c.final_on.between(min(days), max(days)),
+                    # By the time (its index), not the local date: the same days, found
+                    # without reading the years of messages before them.
+                    warnings.c.final_at >= end_of_day(min(days) - timedelta(days=1), settings.zone),
+                    warnings.c.final_at < end_of_day(max(days), settings.zone),
                     warnings.c.kind == MessageKind.WARNING,
                 )
                 .group_by(warnings.c.final_on, warnings.c.state)
             ):
                 finished[(final_on, state)] = total
-        outbox: dict[str, int] = dict(
-            connection.execute(
-                sa.select(warnings.c.state, sa.func.count()).group_by(warnings.c.state)
-            ).all()
-        )
+        outbox = depth(connection)
     labels = [row.as_of.isoformat() for row in rows]
 
     def series(values: list[int]) -> list[tuple[str, int]]:
@@ -153,7 +153,8 @@ def nights(database: Database, settings: Settings, *, count: int = 60) -> dict[s
     return {
         "runs": rows,
         "charts": charts,
-        "outbox": {str(state): outbox.get(state, 0) for state in WarningState},
+        "outbox": {str(state): outbox.by_state.get(state, 0) for state in WarningState},
+        "outbox_night": outbox.night,
     }
 
 

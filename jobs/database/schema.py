@@ -335,6 +335,15 @@ sa.Index(
     sqlite_where=warnings.c.gateway_message_id.is_not(None),
     postgresql_where=warnings.c.gateway_message_id.is_not(None),
 )
+# What the senders finished lately (status's failure check, the console's nights), found
+# without reading the years of history before it; a queued warning (no final_at yet) costs the
+# night's insert nothing here.
+sa.Index(
+    "ix_warnings_final_at",
+    warnings.c.final_at,
+    sqlite_where=warnings.c.final_at.is_not(None),
+    postgresql_where=warnings.c.final_at.is_not(None),
+)
 sa.Index(
     "ix_warnings_request_id",
     warnings.c.request_id,

@@ -111,6 +111,7 @@ class CsvFile:
             ) from None
         finally:
             counting.close()
+            binary.close()  # the counting wrapper does not close what it wraps
 
     def _lines(self, binary: io.BufferedIOBase) -> Iterator[str]:
         """The file's lines as text, read and decoded a megabyte at a time, yet with a bad byte

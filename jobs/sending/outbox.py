@@ -18,8 +18,15 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from jobs.database.audit import record_events
-from jobs.database.schema import numbers, warnings
-from jobs.vocabulary import CLAIMABLE_STATES, AuditEvent, CycleEnd, MessageKind, WarningState
+from jobs.database.schema import numbers, runs, warnings
+from jobs.vocabulary import (
+    CLAIMABLE_STATES,
+    SETTLED_STATES,
+    AuditEvent,
+    CycleEnd,
+    MessageKind,
+    WarningState,
+)
 
 __all__ = [
     "Claimed",
@@ -65,24 +72,53 @@ class Delivery:
 
 @dataclass(frozen=True)
 class Depth:
-    """How many warnings are in each state, and when the oldest pending one was queued."""
+    """What waits in the outbox now (pending, sending, blocked: all of it, however old), when
+    the oldest pending message was queued, and what became of the newest night's warnings
+    (sent, delivered, undelivered, failed, cancelled)."""
 
     by_state: dict[str, int]
     oldest_pending: datetime | None
+    night: date | None = None  # the newest real run's date; its warnings are the final counts
 
 
 def depth(connection: Connection) -> Depth:
-    """The outbox's figures, for status and metrics."""
-    by_state = {
-        state: count
+    """The outbox's figures, for status and metrics.
+
+    Every message ever sent stays in the table for years (the assignment history), so the
+    figures are counted where their cost does not grow with it: the waiting states through
+    their partial indexes (ix_warnings_due, ix_warnings_in_flight), the final states among
+    the newest night's warnings through the runs' index. Counting every state over the whole
+    table took a scan of all the history on every status and every metrics refresh.
+    """
+    by_state: dict[str, int] = {}
+    for waiting in (
+        warnings.c.state.in_(CLAIMABLE_STATES),
+        warnings.c.state == WarningState.SENDING,
+    ):
         for state, count in connection.execute(
-            sa.select(warnings.c.state, sa.func.count()).group_by(warnings.c.state)
-        )
-    }
+            sa.select(warnings.c.state, sa.func.count()).where(waiting).group_by(warnings.c.state)
+        ):
+            by_state[state] = count
+    newest = connection.execute(
+        sa.select(runs.c.id, runs.c.as_of)
+        .where(runs.c.dry_run.is_(sa.false()))
+        .order_by(runs.c.id.desc())
+        .limit(1)
+    ).first()
+    if newest is not None:
+        for state, count in connection.execute(
+            sa.select(warnings.c.state, sa.func.count())
+            .where(
+                warnings.c.queued_by_run_id == newest.id,
+                warnings.c.state.in_(SETTLED_STATES),
+            )
+            .group_by(warnings.c.state)
+        ):
+            by_state[state] = count
     oldest = connection.execute(
         sa.select(sa.func.min(warnings.c.queued_at)).where(warnings.c.state == WarningState.PENDING)
     ).scalar()
-    return Depth(by_state, oldest)
+    return Depth(by_state, oldest, newest.as_of if newest is not None else None)
 
 
 def claim(

@@ -30,9 +30,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
+from jobs.console.reports import nights
 from jobs.database.schema import warnings
 from jobs.importing.subscribers import import_subscribers
 from jobs.importing.topups import import_topups
+from jobs.inspection import status_view
+from jobs.metrics import Metrics
 from jobs.sending.dispatcher import Dispatcher
 from jobs.sending.receipts import keep_receipt
 from jobs.vocabulary import WarningState
@@ -391,6 +394,48 @@ class TestPlansStayLinear:
         with recorded(world) as plans:
             world.run(later, allow_mass_recycle=True)
         assert plans.problems() == [], "\n".join(plans.problems())
+
+
+class TestViewsReadNoHistory:
+    """`status`, the metrics and the console's nights count what waits and what was finished
+    lately; a table holding years of sent messages must not be read whole for that (each did,
+    on every status and every scrape: 1.5 s at a million numbers with two years of history)."""
+
+    HISTORY = 60_000  # settled warnings of past cycles, beside a night of a few thousand
+
+    def test_status_metrics_and_nights(self, operator_world: World, tmp_path: Path) -> None:
+        world = operator_world
+        an_operators_night(world, tmp_path, 3000)
+        with world.database.write() as connection:
+            connection.exec_driver_sql(
+                "INSERT INTO warnings (msisdn, cycle, stage, owner_id, language, grace_end, "
+                "text, encoding, segments, state, queued_at, queued_on, attempts, "
+                "next_attempt_at, final_at, final_on) "
+                "SELECT n.msisdn, -h.k, 30, n.owner_id, n.language, DATE '2024-01-01', "
+                "'history', 'GSM-7', 1, %(sent)s, t.at, t.at::date, 1, t.at, t.at, t.at::date "
+                "FROM (SELECT msisdn, owner_id, language, row_number() OVER () AS r "
+                "      FROM numbers WHERE owner_id IS NOT NULL) AS n "
+                "CROSS JOIN generate_series(1, %(per_number)s) AS h(k) "
+                "CROSS JOIN LATERAL (SELECT TIMESTAMPTZ '2024-06-01' "
+                "                    + (h.k * 7 + n.r %% 7) * INTERVAL '1 day' AS at) AS t",
+                {"sent": WarningState.SENT.value, "per_number": self.HISTORY // 3000},
+            )
+        analyse(world)
+        metrics = Metrics()
+        with recorded(world) as plans:
+            view = status_view(world.database, world.settings, world.clock, world.settings.rules)
+            metrics.refresh(world.database, world.clock.now())
+            nights(world.database, world.settings)
+        assert view.outbox["sent"] == 200  # the night's, not the history's
+        scans = [
+            " ".join(statement.split())[:200]
+            for statement, plan, _ in plans.explained
+            if any(
+                node["Node Type"] == "Seq Scan" and node.get("Relation Name") == "warnings"
+                for node in _nodes(plan["Plan"])
+            )
+        ]
+        assert scans == []
 
 
 class TestTriggerPlans:
