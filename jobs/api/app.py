@@ -8,6 +8,7 @@ carries ``x-correlator``: the caller's, or one made up for it.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import gc
@@ -164,21 +165,22 @@ class _RateLimiter:
 
 class _Revocations:
     """The revoked clients, read again every few seconds: a revoked client's tokens stop
-    working within that time, without a database read per request."""
+    working within that time, without a database read per request. The read is awaited on the
+    event loop like a check's (a read that blocked the loop would hold every check in flight,
+    for as long as a connection takes to fail when the database is gone)."""
 
     def __init__(self, database: Database) -> None:
         self.database = database
         self._revoked: frozenset[str] = frozenset()
         self._read_at = float("-inf")
-        self._lock = threading.Lock()
+        self._lock = asyncio.Lock()
 
-    def __contains__(self, client_id: str) -> bool:
-        now = time.monotonic()
-        if now - self._read_at > _REVOCATIONS_SECONDS:
-            with self._lock:
-                if now - self._read_at > _REVOCATIONS_SECONDS:
-                    self._revoked = revoked_client_ids(self.database)
-                    self._read_at = now
+    async def holds(self, client_id: str) -> bool:
+        if time.monotonic() - self._read_at > _REVOCATIONS_SECONDS:
+            async with self._lock:
+                if time.monotonic() - self._read_at > _REVOCATIONS_SECONDS:
+                    self._revoked = await self.database.each_statement_async(revoked_client_ids)
+                    self._read_at = time.monotonic()
         return client_id in self._revoked
 
 
@@ -257,7 +259,7 @@ class _Context:
         self.limiter = _RateLimiter(self.settings.api_rate_per_client)
         self.revoked = _Revocations(self.database)
 
-    def authorised(self, authorization: str | None) -> TokenClaims:
+    async def authorised(self, authorization: str | None) -> TokenClaims:
         """The claims of a token that may check numbers, or the CAMARA refusal."""
         if not authorization or not authorization.startswith("Bearer "):
             raise ApiError(401, "UNAUTHENTICATED", "a Bearer access token is required")
@@ -267,7 +269,7 @@ class _Context:
             )
         except TokenRejected as rejected:
             raise ApiError(401, "UNAUTHENTICATED", str(rejected)) from None
-        if claims.issuer == self.authority.issuer and claims.client_id in self.revoked:
+        if claims.issuer == self.authority.issuer and await self.revoked.holds(claims.client_id):
             raise ApiError(401, "UNAUTHENTICATED", "the client was revoked")
         if CHECK_SCOPE not in claims.scopes:
             raise ApiError(403, "PERMISSION_DENIED", f"the token lacks the scope {CHECK_SCOPE}")
@@ -380,7 +382,7 @@ def _check(app: FastAPI, context: _Context) -> None:
         ] = None,
     ) -> CheckResponse:
         started = time.perf_counter()
-        claims = context.authorised(authorization)
+        claims = await context.authorised(authorization)
         if not context.limiter.allow(claims.client_id):
             raise ApiError(
                 429,

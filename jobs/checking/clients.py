@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy.engine import Connection
 
 from jobs.database.engine import Database
 from jobs.database.schema import api_checks, api_clients
@@ -141,14 +142,13 @@ def revoke_client(database: Database, client_id: str, *, actor: str, now: dateti
     return _client(row)
 
 
-def revoked_client_ids(database: Database) -> frozenset[str]:
+def revoked_client_ids(connection: Connection) -> frozenset[str]:
     """The clients whose tokens must no longer be accepted."""
-    with database.read() as connection:
-        return frozenset(
-            connection.execute(
-                sa.select(api_clients.c.client_id).where(api_clients.c.revoked_at.is_not(None))
-            ).scalars()
-        )
+    return frozenset(
+        connection.execute(
+            sa.select(api_clients.c.client_id).where(api_clients.c.revoked_at.is_not(None))
+        ).scalars()
+    )
 
 
 def authenticate(database: Database, client_id: str, secret: str) -> Client | None:
