@@ -151,6 +151,11 @@ class Database:
                 "idle_in_transaction_session_timeout": _milliseconds(
                     self.timeouts.idle_in_transaction_seconds
                 ),
+                # recycler's large statements are index probes and bulk writes, which
+                # PostgreSQL's JIT compiler does not speed up; it only spent 150-300 ms compiling
+                # each of them (at 1,000,000 numbers: the first night 8.4 -> 7.4 s, an import of
+                # 1,000,000 subscribers 18.4 -> 17.1 s, of 100,000 top-ups 6.6 -> 5.8 s).
+                "jit": "off",
             }
             self._connect_args = {
                 "connect_timeout": max(1, math.ceil(self.timeouts.connect_seconds)),

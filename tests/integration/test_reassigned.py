@@ -130,6 +130,33 @@ class TestOwnerSince:
         assert ask(world, "+85512000002", D) is Verdict.SAME_OWNER
         assert ask(world, "+85512000002", D - timedelta(days=1)) is Verdict.BEFORE_RECORDS
 
+    def test_owner_since_given_by_a_later_file(self, world: World, tmp_path: Path) -> None:
+        """A number first imported without owner_since gets it from a later file (the same
+        owner): its records then begin there; a file that says another date after that is a
+        reject."""
+        world.clock.moment = as_of_noon(D, world.settings)
+        path = tmp_path / "subscribers.csv"
+        path.write_text("msisdn,owner_id,language,validity_end\n+85512000001,alice,km,2026-12-20\n")
+        import_subscribers(world.database, path, world.settings, world.clock, actor="feed")
+        assert ask(world, "+85512000001", date(2020, 1, 1)) is Verdict.BEFORE_RECORDS
+        path.write_text(
+            "msisdn,owner_id,language,validity_end,owner_since\n"
+            "+85512000001,alice,km,2026-12-20,2019-05-01\n"
+        )
+        later = import_subscribers(world.database, path, world.settings, world.clock, actor="feed")
+        assert (later.applied, later.rejected) == (1, 0)
+        assert ask(world, "+85512000001", date(2020, 1, 1)) is Verdict.SAME_OWNER
+        assert ask(world, "+85512000001", date(2019, 4, 30)) is Verdict.BEFORE_RECORDS
+        path.write_text(
+            "msisdn,owner_id,language,validity_end,owner_since\n"
+            "+85512000001,alice,km,2026-12-20,2018-01-01\n"
+        )
+        contradicting = import_subscribers(
+            world.database, path, world.settings, world.clock, actor="feed"
+        )
+        assert (contradicting.applied, contradicting.rejected) == (0, 1)
+        assert ask(world, "+85512000001", date(2019, 4, 30)) is Verdict.BEFORE_RECORDS
+
     def test_owner_since_in_the_future_is_a_reject(self, world: World, tmp_path: Path) -> None:
         """An owner cannot have held the number since after today."""
         world.clock.moment = as_of_noon(D, world.settings)
