@@ -78,7 +78,7 @@ class Depth:
 
     by_state: dict[str, int]
     oldest_pending: datetime | None
-    night: date | None = None  # the newest real run's date; its warnings are the final counts
+    night: date | None = None  # of the newest night that queued warnings: the final counts'
 
 
 def depth(connection: Connection) -> Depth:
@@ -99,11 +99,12 @@ def depth(connection: Connection) -> Depth:
             sa.select(warnings.c.state, sa.func.count()).where(waiting).group_by(warnings.c.state)
         ):
             by_state[state] = count
+    # The newest night that queued warnings (by the runs' index on warnings: its last entry),
+    # not merely the newest run: a run covered by a later one, or one that failed, queues none.
     newest = connection.execute(
-        sa.select(runs.c.id, runs.c.as_of)
-        .where(runs.c.dry_run.is_(sa.false()))
-        .order_by(runs.c.id.desc())
-        .limit(1)
+        sa.select(runs.c.id, runs.c.as_of).where(
+            runs.c.id == sa.select(sa.func.max(warnings.c.queued_by_run_id)).scalar_subquery()
+        )
     ).first()
     if newest is not None:
         for state, count in connection.execute(

@@ -173,3 +173,41 @@ def dead_pid() -> int:
     process = subprocess.Popen(["true"])
     process.wait()
     return process.pid
+
+
+class TestOutbox:
+    """The outbox of `status`: every message waiting, whatever night queued it, and what became
+    of the newest night's warnings (not of a run that queued none)."""
+
+    def test_waiting_from_every_night_final_states_of_the_newest(self, world: World) -> None:
+        first = world.add_number(D - timedelta(days=62))  # stage 30 due on D
+        world.fresh_feed(D)
+        world.run(D)
+        with world.database.write() as connection:  # the gateway took D's warning
+            connection.execute(
+                sa.update(warnings)
+                .where(warnings.c.msisdn == first)
+                .values(state=WarningState.SENT, final_at=world.clock.now(), final_on=D)
+            )
+        later = D + timedelta(days=1)
+        world.add_number(later - timedelta(days=62))
+        world.add_number(later - timedelta(days=62))
+        world.fresh_feed(later)
+        world.run(later)
+
+        def outbox() -> dict[str, object]:
+            view = status_view(world.database, world.settings, world.clock, world.settings.rules)
+            return {key: view.outbox[key] for key in ("pending", "sent", "night")}
+
+        assert outbox() == {"pending": 2, "sent": 0, "night": later.isoformat()}
+        # A run for an earlier date, covered by the later one, queues nothing: the outbox
+        # still speaks of the newest night that did.
+        assert world.run(D).outcome == RunOutcome.COVERED
+        assert outbox() == {"pending": 2, "sent": 0, "night": later.isoformat()}
+        with world.database.write() as connection:
+            connection.execute(
+                sa.update(warnings)
+                .where(warnings.c.state == WarningState.PENDING)
+                .values(state=WarningState.SENT, final_at=world.clock.now(), final_on=later)
+            )
+        assert outbox() == {"pending": 0, "sent": 2, "night": later.isoformat()}
