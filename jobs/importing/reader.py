@@ -72,6 +72,13 @@ class _CountingReader(io.RawIOBase):
         self._on_read(len(data))
         return len(data)
 
+    def close(self) -> None:
+        # The file read through it is its own: closed with it (io's wrappers close what they
+        # wrap; without this an import left its file open).
+        if not self.closed:
+            self._inner.close()
+        super().close()
+
 
 class CsvFile:
     """One CSV file read as a format asks: its header, then its data rows."""
@@ -111,7 +118,6 @@ class CsvFile:
             ) from None
         finally:
             counting.close()
-            binary.close()  # the counting wrapper does not close what it wraps
 
     def _lines(self, binary: io.BufferedIOBase) -> Iterator[str]:
         """The file's lines as text, read and decoded a megabyte at a time, yet with a bad byte

@@ -110,20 +110,26 @@ class TestTheRule:
 class TestOwnerSince:
     """The subscriber file may say since when the owner has held the number."""
 
-    def test_owner_since_moves_the_records_back(self, world: World, tmp_path: Path) -> None:
-        """Imported on D with owner_since 2019-05-01: false for 2020-01-01, out of range for
-        2019-04-30."""
+    @staticmethod
+    def imported(world: World, path: Path, text: str) -> tuple[int, int]:
+        """Import a subscriber file with these lines on D; (applied, rejected)."""
         world.clock.moment = as_of_noon(D, world.settings)
-        path = tmp_path / "subscribers.csv"
-        path.write_text(
-            "msisdn,owner_id,language,validity_end,owner_since\n"
-            "+85512000001,alice,km,2026-12-20,2019-05-01\n"
-            "+85512000002,bob,km,2026-12-20,\n"
-        )
+        path.write_text(text)
         summary = import_subscribers(
             world.database, path, world.settings, world.clock, actor="feed"
         )
-        assert (summary.applied, summary.rejected) == (2, 0)
+        return summary.applied, summary.rejected
+
+    def test_owner_since_moves_the_records_back(self, world: World, tmp_path: Path) -> None:
+        """Imported on D with owner_since 2019-05-01: false for 2020-01-01, out of range for
+        2019-04-30."""
+        assert self.imported(
+            world,
+            tmp_path / "subscribers.csv",
+            "msisdn,owner_id,language,validity_end,owner_since\n"
+            "+85512000001,alice,km,2026-12-20,2019-05-01\n"
+            "+85512000002,bob,km,2026-12-20,\n",
+        ) == (2, 0)
         assert ask(world, "+85512000001", date(2020, 1, 1)) is Verdict.SAME_OWNER
         assert ask(world, "+85512000001", date(2019, 5, 1)) is Verdict.SAME_OWNER
         assert ask(world, "+85512000001", date(2019, 4, 30)) is Verdict.BEFORE_RECORDS
@@ -134,41 +140,29 @@ class TestOwnerSince:
         """A number first imported without owner_since gets it from a later file (the same
         owner): its records then begin there; a file that says another date after that is a
         reject."""
-        world.clock.moment = as_of_noon(D, world.settings)
         path = tmp_path / "subscribers.csv"
-        path.write_text("msisdn,owner_id,language,validity_end\n+85512000001,alice,km,2026-12-20\n")
-        import_subscribers(world.database, path, world.settings, world.clock, actor="feed")
-        assert ask(world, "+85512000001", date(2020, 1, 1)) is Verdict.BEFORE_RECORDS
-        path.write_text(
-            "msisdn,owner_id,language,validity_end,owner_since\n"
-            "+85512000001,alice,km,2026-12-20,2019-05-01\n"
+        header = "msisdn,owner_id,language,validity_end,owner_since\n"
+        assert self.imported(world, path, header + "+85512000001,alice,km,2026-12-20,\n") == (
+            1,
+            0,
         )
-        later = import_subscribers(world.database, path, world.settings, world.clock, actor="feed")
-        assert (later.applied, later.rejected) == (1, 0)
+        assert ask(world, "+85512000001", date(2020, 1, 1)) is Verdict.BEFORE_RECORDS
+        later = header + "+85512000001,alice,km,2026-12-20,2019-05-01\n"
+        assert self.imported(world, path, later) == (1, 0)
         assert ask(world, "+85512000001", date(2020, 1, 1)) is Verdict.SAME_OWNER
         assert ask(world, "+85512000001", date(2019, 4, 30)) is Verdict.BEFORE_RECORDS
-        path.write_text(
-            "msisdn,owner_id,language,validity_end,owner_since\n"
-            "+85512000001,alice,km,2026-12-20,2018-01-01\n"
-        )
-        contradicting = import_subscribers(
-            world.database, path, world.settings, world.clock, actor="feed"
-        )
-        assert (contradicting.applied, contradicting.rejected) == (0, 1)
+        contradicting = header + "+85512000001,alice,km,2026-12-20,2018-01-01\n"
+        assert self.imported(world, path, contradicting) == (0, 1)
         assert ask(world, "+85512000001", date(2019, 4, 30)) is Verdict.BEFORE_RECORDS
 
     def test_owner_since_in_the_future_is_a_reject(self, world: World, tmp_path: Path) -> None:
         """An owner cannot have held the number since after today."""
-        world.clock.moment = as_of_noon(D, world.settings)
-        path = tmp_path / "subscribers.csv"
-        path.write_text(
+        assert self.imported(
+            world,
+            tmp_path / "subscribers.csv",
             "msisdn,owner_id,language,validity_end,owner_since\n"
-            "+85512000001,alice,km,2026-12-20,2027-01-01\n"
-        )
-        summary = import_subscribers(
-            world.database, path, world.settings, world.clock, actor="feed"
-        )
-        assert (summary.applied, summary.rejected) == (0, 1)
+            "+85512000001,alice,km,2026-12-20,2027-01-01\n",
+        ) == (0, 1)
 
 
 # The rule over random histories: the command line, the API and a model of the history agree ----
