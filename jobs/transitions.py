@@ -13,6 +13,9 @@ only then are the warnings touched: a statement that picked the warnings through
 own join (a staging table, a subquery over it) could be planned as a loop over the warnings that
 rescans the file for each one, whatever the statistics say (tests/integration/
 test_query_plans.py pins this).
+
+Every change to what the night decides by (owner, language, validity end, cycle, hold) is also
+noted in ``number_changes``, for the next night (``note_changes``).
 """
 
 from __future__ import annotations
@@ -27,11 +30,11 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from jobs.database.functions import add_days
-from jobs.database.schema import numbers, warnings
+from jobs.database.schema import number_changes, numbers, runs, warnings
 from jobs.rules import Rules
 from jobs.vocabulary import OPEN_STATES, CycleEnd, WarningState
 
-__all__ = ["analyse", "end_cycles", "grace_end_of", "work_table"]
+__all__ = ["analyse", "end_cycles", "grace_end_of", "note_changes", "work_table"]
 
 _work_metadata = sa.MetaData()
 ending_cycles = sa.Table(
@@ -95,7 +98,24 @@ def end_cycles(
         .where(numbers.c.msisdn == ending_cycles.c.msisdn, condition)
         .values(cycle=numbers.c.cycle + 1, updated_at=now, **(changes or {}))
     )
+    note_changes(connection, sa.select(ending_cycles.c.msisdn))
     return ended.rowcount
+
+
+def note_changes(connection: Connection, changed: sa.Select[tuple[str]]) -> None:
+    """Note numbers whose owner, language, validity end, cycle or hold this transaction changed,
+    for the next night, which examines them whatever their stage (``number_changes`` in the
+    schema says why). Every statement that changes one of those columns of ``numbers`` calls
+    this in the same transaction: a change left out here would be seen by the night only when
+    the number next crosses a stage.
+
+    Until a night has been committed the next night examines its whole window anyway, and
+    nothing is noted: the first import of a base would write a row per number for nothing."""
+    night_committed = connection.execute(
+        sa.select(sa.literal(1)).where(runs.c.window_rules.is_not(None)).limit(1)
+    ).first()
+    if night_committed is not None:
+        connection.execute(number_changes.insert().from_select(["msisdn"], changed))
 
 
 def grace_end_of(validity_end: ColumnElement[date], rules: Rules) -> ColumnElement[date]:

@@ -39,6 +39,7 @@ __all__ = [
     "holds",
     "imports",
     "metadata",
+    "number_changes",
     "numbers",
     "ownerships",
     "resale_pool",
@@ -113,6 +114,11 @@ runs = sa.Table(
     sa.Column("actor", ACTOR, nullable=False),
     sa.Column("host", sa.String(255), nullable=False),
     sa.Column("pid", sa.Integer, nullable=False),
+    # The rules (grace and stages) under which the run queued the warning window's warnings:
+    # set in the night's own transaction, so only on runs that committed a night. The next run
+    # examines only what changed since this one when its rules are the same (see
+    # number_changes).
+    sa.Column("window_rules", sa.String(64)),
     sa.CheckConstraint(one_of("outcome", RunOutcome), name="outcome"),
 )
 sa.Index(None, runs.c.as_of)
@@ -168,6 +174,19 @@ sa.Index(
     numbers.c.recycled_by_run_id,
     sqlite_where=numbers.c.recycled_by_run_id.is_not(None),
     postgresql_where=numbers.c.recycled_by_run_id.is_not(None),
+)
+
+# The numbers changed since the last night: every writer of a number's owner, language, validity
+# end, cycle or hold adds the number here, in its own transaction; the next run reads the table
+# and empties it. With it, a night examines inside the warning window only the numbers whose due
+# stage changed since the last night (a few validity ends) and the numbers changed since, where
+# it would otherwise probe a fifth of the base for warnings it already queued. Every writer
+# holds the base lock, as the run does, so no change can slip between the run's read and its
+# emptying. A heap without keys or indexes: the cheapest rows to write.
+number_changes = sa.Table(
+    "number_changes",
+    metadata,
+    sa.Column("msisdn", MSISDN, nullable=False),
 )
 
 ownerships = sa.Table(

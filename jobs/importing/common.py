@@ -13,6 +13,7 @@ from jobs.database.schema import (
     ownerships,
     topups,
 )
+from jobs.transitions import note_changes
 
 __all__ = [
     "add_owned_numbers",
@@ -76,6 +77,7 @@ def add_owned_numbers(
             .order_by(source.c.msisdn),
         )
     )
+    note_changes(connection, sa.select(source.c.msisdn).where(condition))
 
 
 def insert_topups(

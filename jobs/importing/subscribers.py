@@ -28,7 +28,7 @@ from jobs.importing.reader import CsvFormat, RawRow
 from jobs.importing.staging import StagingTable, SubscriberRow, subscriber_staging
 from jobs.phone import InvalidNumber
 from jobs.settings import Settings
-from jobs.transitions import end_cycles
+from jobs.transitions import end_cycles, note_changes
 from jobs.vocabulary import AuditEvent, CycleEnd, Language, OwnershipStart
 
 __all__ = ["SUBSCRIBERS", "import_subscribers"]
@@ -159,6 +159,7 @@ def _merge(
         .where(table.c.msisdn == numbers.c.msisdn, table.c.outcome == "language")
         .values(language=table.c.language, updated_at=context.now)
     )
+    note_changes(connection, sa.select(table.c.msisdn).where(table.c.outcome == "language"))
     # Known numbers whose file now says since when their owner has held them. Asked first:
     # on a first import no row is of a known number, and the join found none in a second per
     # million rows.

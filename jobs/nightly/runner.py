@@ -245,7 +245,7 @@ def _apply(
         return
     load_frames(connection, build_frames(scope.as_of, scope.rules, templates))
     steps.prepare_queue(connection)
-    steps.queue_warnings(connection, scope)
+    steps.queue_warnings(connection, scope, steps.take_changes(connection, scope))
     checkpoint("run.warnings_queued")
 
     counts = steps.count_base(connection, scope)

@@ -19,6 +19,7 @@ from jobs.database.functions import insert_selected, named_select
 from jobs.database.schema import (
     audit_events,
     imports,
+    number_changes,
     numbers,
     ownerships,
     resale_pool,
@@ -29,10 +30,18 @@ from jobs.database.schema import (
 from jobs.nightly.frames import framed_text, text_frames
 from jobs.nightly.records import COMPLETED
 from jobs.rules import FINAL_NOTICE_STAGE, Rules
-from jobs.transitions import end_cycles, grace_end_of
+from jobs.transitions import analyse, end_cycles, grace_end_of, work_table
 from jobs.vocabulary import NOTICE_STATES, AuditEvent, CycleEnd, OwnershipEnd, WarningState
 
-__all__ = ["BaseCounts", "RunScope", "count_base", "newest_feed", "queue_warnings", "recycle"]
+__all__ = [
+    "BaseCounts",
+    "RunScope",
+    "count_base",
+    "newest_feed",
+    "queue_warnings",
+    "recycle",
+    "take_changes",
+]
 
 
 @dataclass(frozen=True)
@@ -185,9 +194,80 @@ def _write_queue(connection: Connection, chosen: sa.Select[tuple[object, ...]]) 
     connection.execute(insert_selected(warnings, sa.select(*(run_queue.c[name] for name in names))))
 
 
-def queue_warnings(connection: Connection, scope: RunScope) -> None:
+run_changed = sa.Table(
+    "run_changed",
+    _queue_metadata,
+    sa.Column("msisdn", numbers.c.msisdn.type, primary_key=True),
+    prefixes=["TEMPORARY"],
+    postgresql_on_commit="DROP",
+)
+
+
+def take_changes(connection: Connection, scope: RunScope) -> list[date] | None:
+    """Decide which part of the warning window this night examines, and take the numbers
+    changed since the last night out of ``number_changes`` into the run's own table.
+
+    Returns the validity ends whose due stage changed since the last night (the other part of
+    what is examined is the changed numbers), or None for the whole window: when no night was
+    committed before, or under other rules (grace, stages), or too long ago. The shortcut holds
+    because of what the last night left: every owned, unheld number of its window has a warning
+    of its cycle at its due stage or a more urgent one, and warnings are never deleted. So a
+    number that did not change since and whose due stage did not change needs nothing; every
+    change to what the decision reads notes the number (``note_changes``); and this night
+    records its rules so that the next can rely on it in turn
+    (tests/integration/test_window.py replays random histories both ways)."""
+    last = connection.execute(
+        sa.select(runs.c.as_of, runs.c.window_rules)
+        .where(COMPLETED, runs.c.id != scope.run_id)
+        .order_by(runs.c.id.desc())
+        .limit(1)
+    ).first()
+    signature = scope.rules.window_signature
+    crossed = (
+        scope.rules.stage_changed_since(last.as_of, scope.as_of)
+        if last is not None and last.window_rules == signature
+        else None
+    )
+    work_table(connection, run_changed)
+    if crossed is not None:
+        connection.execute(
+            run_changed.insert().from_select(
+                ["msisdn"], sa.select(number_changes.c.msisdn).distinct()
+            )
+        )
+        analyse(connection, run_changed)
+    # Emptied whatever the window: what was noted before tonight is tonight's to examine. No
+    # writer can add a row meanwhile: they all wait for the base lock this run holds.
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"TRUNCATE {number_changes.name}")
+    else:
+        connection.execute(number_changes.delete())
+    connection.execute(
+        sa.update(runs).where(runs.c.id == scope.run_id).values(window_rules=signature)
+    )
+    return crossed
+
+
+def queue_warnings(connection: Connection, scope: RunScope, crossed: list[date] | None) -> None:
     """Queue the due stage for every owned, unheld number inside the warning stages, unless its
-    cycle already has that stage or a more urgent one."""
+    cycle already has that stage or a more urgent one: of the whole window when ``crossed`` is
+    None, otherwise of the numbers whose validity end is in ``crossed`` and of those changed
+    since the last night (``take_changes``)."""
+    if crossed is None:
+        _write_queue(connection, _window(scope, numbers, sa.true()))
+        return
+    # Two statements, each led by an index: the validity ends, and the changed numbers by key.
+    # A number in both is queued by the first and found warned by the second.
+    _write_queue(connection, _window(scope, numbers, numbers.c.validity_end.in_(crossed)))
+    changed = run_changed.join(numbers, numbers.c.msisdn == run_changed.c.msisdn)
+    _write_queue(connection, _window(scope, changed, sa.true()))
+
+
+def _window(
+    scope: RunScope, source: sa.FromClause, condition: ColumnElement[bool]
+) -> sa.Select[tuple[object, ...]]:
+    """The warnings due inside the window for the numbers of ``source`` that meet the
+    condition."""
     window_end = scope.grace_cutoff + timedelta(days=scope.rules.earliest_stage)
     already_warned = _probe(
         sa.select(_found()).where(
@@ -198,10 +278,10 @@ def queue_warnings(connection: Connection, scope: RunScope) -> None:
         numbers,
         text_frames,
     ).is_not(None)
-    chosen = (
+    return (
         _warning_values(scope, text_frames.c.stage, text_frames.c.grace_end)
         .select_from(
-            numbers.join(
+            source.join(
                 text_frames,
                 sa.and_(
                     text_frames.c.language == numbers.c.language,
@@ -213,10 +293,10 @@ def queue_warnings(connection: Connection, scope: RunScope) -> None:
             _owned,
             _not_held,
             numbers.c.validity_end.between(scope.grace_cutoff, window_end),
+            condition,
             ~already_warned,
         )
     )
-    _write_queue(connection, chosen)
 
 
 def queue_final_notices(connection: Connection, scope: RunScope) -> None:

@@ -177,8 +177,9 @@ def bench_import(
     return steps
 
 
-def bench_seed(url: str, subscribers: int, folder: Path) -> list[Step]:
-    """The seed path: a synthetic base that has been running for a while."""
+def bench_seed(url: str, subscribers: int, folder: Path, topup_share: float = 0.1) -> list[Step]:
+    """The seed path: a synthetic base that has been running for a while; between the nights
+    everything is sent and ``topup_share`` of the base tops up."""
     today = datetime.now(ZONE).date()
     first_day = today - timedelta(days=1)
     database = Database(url)
@@ -199,7 +200,7 @@ def bench_seed(url: str, subscribers: int, folder: Path) -> list[Step]:
     first.inner_seconds = run_seconds(database)
     steps.append(first)
     pretend_sent_and_fresh(database, first_day)
-    feed_rows = max(subscribers // 10, 1)
+    feed_rows = max(round(subscribers * topup_share), 1)
     feed = topup_file(database, folder, feed_rows, today)
     steps.append(timed("import topups", feed_rows, url, "import", "topups", str(feed)))
     second = timed("next day's run", subscribers, url, "run", "--date", today.isoformat())
@@ -217,6 +218,13 @@ def main() -> None:
         "--path", nargs="+", choices=("import", "seed"), default=["import"], help="which start"
     )
     parser.add_argument(
+        "--topup-share",
+        type=float,
+        default=0.1,
+        help="seed path: the share of the base that tops up between the nights (steady state: "
+        "0.026)",
+    )
+    parser.add_argument(
         "--keep", action="store_true", help="keep each PostgreSQL database (to look into it)"
     )
     arguments = parser.parse_args()
@@ -227,7 +235,11 @@ def main() -> None:
     )
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores")
     for path, size in ((path, size) for path in arguments.path for size in arguments.subscribers):
-        bench = bench_import if path == "import" else bench_seed
+        bench: Callable[[str, int, Path], list[Step]] = (
+            bench_import
+            if path == "import"
+            else lambda url, size, folder: bench_seed(url, size, folder, arguments.topup_share)
+        )
         with tempfile.TemporaryDirectory() as folder_name:
             folder = Path(folder_name)
             if admin is not None:

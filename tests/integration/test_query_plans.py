@@ -57,6 +57,7 @@ GROWING = frozenset(
         "resale_pool",
         "holds",
         "delivery_receipts",
+        "number_changes",
     }
 )
 TABLES = sorted(GROWING | {"runs", "imports"})
@@ -68,7 +69,7 @@ SMALL = 300
 # the warning window (a few dozen rows whatever the base).
 BOUNDED = frozenset({"run_text_frames"})
 # Work tables of jobs/transitions.py: as large as the set of numbers a statement changes.
-WORK = frozenset({"ending_cycles", "ending_warnings"})
+WORK = frozenset({"ending_cycles", "ending_warnings", "run_changed"})
 
 
 @dataclass
@@ -394,6 +395,40 @@ class TestPlansStayLinear:
         with recorded(world) as plans:
             world.run(later, allow_mass_recycle=True)
         assert plans.problems() == [], "\n".join(plans.problems())
+
+
+class TestNextNightReadsWhatChanged:
+    """A night after a committed one reads the warning window by the few validity ends whose
+    due stage changed and by the numbers changed since, not the whole window (a fifth of the
+    base): pinned on the plans, with the statistics of before the first night."""
+
+    def test_window_statements(self, operator_world: World, tmp_path: Path) -> None:
+        world = operator_world
+        an_operators_night(world, tmp_path, 6000)
+        later = D + timedelta(days=1)
+        world.fresh_feed(later)
+        with recorded(world) as plans:
+            world.run(later, allow_mass_recycle=True)
+        assert plans.problems() == [], "\n".join(plans.problems())
+        window = [
+            plan
+            for statement, plan, _ in plans.explained
+            if statement.lstrip().startswith("INSERT INTO run_queue")
+            and "run_text_frames.validity_end = numbers.validity_end" in statement
+        ]
+        assert len(window) == 2, [statement[:80] for statement, _, _ in plans.explained]
+        by_stage, by_change = (list(_nodes(plan["Plan"])) for plan in window)
+        numbers_read = [node for node in by_stage if node.get("Relation Name") == "numbers"]
+        assert numbers_read, json.dumps(window[0])[:2000]
+        for node in numbers_read:
+            assert node["Node Type"] != "Seq Scan", json.dumps(window[0])[:2000]
+            assert "ANY" in _conditions(node), node  # read by the changed days alone
+        relations = {node.get("Relation Name") for node in by_change}
+        assert "run_changed" in relations, json.dumps(window[1])[:2000]
+        assert not any(
+            node.get("Relation Name") == "numbers" and node["Node Type"] == "Seq Scan"
+            for node in by_change
+        ), json.dumps(window[1])[:2000]
 
 
 class TestViewsReadNoHistory:

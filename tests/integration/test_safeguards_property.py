@@ -5,25 +5,19 @@ audit event, and the reassigned check agrees with the ownership history."""
 from __future__ import annotations
 
 import random
-from datetime import date, timedelta
+from datetime import timedelta
 
 import sqlalchemy as sa
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from jobs.database.schema import audit_events, numbers, ownerships, runs
-from jobs.errors import InputRefused
-from jobs.safeguards.changes import Operator
-from jobs.safeguards.ownership import Safeguards
 from jobs.safeguards.reassigned import reassigned
-from jobs.sending.dispatcher import Dispatcher
 from jobs.vocabulary import AuditEvent, Verdict
-from notifier.testing import InMemoryGateway
-from tests.support.world import World, as_of_noon
+from tests.support.histories import START, History
+from tests.support.world import World
 
-START = date(2026, 3, 1)
 NUMBERS = 3
-OPERATOR = Operator(actor="property-test", reason="random history")
 
 actions = st.lists(
     st.one_of(
@@ -46,62 +40,6 @@ actions = st.lists(
 )
 
 
-class _History:
-    def __init__(self, world: World, validity_offsets: list[int]) -> None:
-        self.world = world.with_settings(send_window="00:00-24:00")
-        self.day = START
-        self.world.clock.moment = as_of_noon(START, world.settings)
-        self.msisdns = [
-            self.world.add_number(START + timedelta(days=offset), owner_id=f"owner-{index}")
-            for index, offset in enumerate(validity_offsets)
-        ]
-        self.buyers = 0
-
-    def act(self, action: str, value: int) -> None:
-        world = self.world
-        database, chosen, clock = world.database, world.settings, world.clock
-        clock.advance(timedelta(minutes=20))
-        msisdn = self.msisdns[value] if action not in ("run", "send") else ""
-        try:
-            if action == "run":
-                # A night, then the day's sending, as the daemon would do them.
-                self.day += timedelta(days=value)
-                world.fresh_feed(self.day)
-                world.run(self.day, allow_mass_recycle=True)
-                Dispatcher(database, chosen, InMemoryGateway(), clock).drain()
-            elif action == "send":
-                Dispatcher(database, chosen, InMemoryGateway(), clock).drain()
-            elif action == "topup":
-                world.import_topup(msisdn, clock.now(), self.day + timedelta(days=30))
-            elif action == "hold":
-                Safeguards.of(database, chosen, clock).hold(msisdn, OPERATOR)
-            elif action == "release":
-                Safeguards.of(database, chosen, clock).release(msisdn, OPERATOR)
-            elif action == "sell":
-                self.buyers += 1
-                Safeguards.of(database, chosen, clock).sell(
-                    msisdn,
-                    OPERATOR,
-                    owner=f"buyer-{self.buyers}",
-                    language="en",
-                    validity_end=self.today() + timedelta(days=20),
-                )
-            elif action == "transfer":
-                self.buyers += 1
-                # Requested, the owner's notice sent, approved by a second person.
-                world.transfer(msisdn, f"buyer-{self.buyers}")
-            elif action == "force":
-                world.reinstate_by_force(msisdn)
-            else:
-                Safeguards.of(database, chosen, clock).reinstate(msisdn, OPERATOR)
-            event(f"{action} done")
-        except InputRefused:
-            event(f"{action} refused")  # refused cleanly; the invariants must hold all the same
-
-    def today(self) -> date:
-        return self.world.clock.now().astimezone(self.world.settings.zone).date()
-
-
 @settings(
     max_examples=40,
     deadline=None,
@@ -118,7 +56,7 @@ def test_random_histories(
 ) -> None:
     """The three invariants of the safeguards, after any sequence of operations."""
     world.reset()
-    history = _History(world, offsets)
+    history = History(world, offsets)
     for action, value in steps:
         history.act(action, value)
     grace = timedelta(days=world.settings.grace_days)

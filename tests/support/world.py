@@ -33,6 +33,7 @@ from jobs.safeguards.changes import Change, Operator
 from jobs.safeguards.requests import FourEyes
 from jobs.sending.dispatcher import Dispatcher
 from jobs.settings import Settings, load_settings
+from jobs.transitions import note_changes
 from jobs.vocabulary import MessageKind, RunOutcome, WarningState
 from notifier.templates import TemplateBook
 from notifier.testing import InMemoryGateway
@@ -161,6 +162,8 @@ class World:
                     updated_at=now,
                 )
             )
+            # As every writer of numbers does: the next night examines it whatever its stage.
+            note_changes(connection, sa.select(sa.literal(number)))
         return number
 
     def add_warning(
