@@ -77,6 +77,16 @@ BEGIN
 END
 $audit$;
 
+-- The night empties the list of numbers changed since the last night in one step (TRUNCATE,
+-- under the base lock every writer takes), rather than deleting row by row.
+DO $changes$
+BEGIN
+    IF to_regclass('recycler.number_changes') IS NOT NULL THEN
+        GRANT TRUNCATE ON recycler.number_changes TO recycler_job;
+    END IF;
+END
+$changes$;
+
 -- The API answers banks and records each answer: it reads what the answer needs (and the schema
 -- version, checked at start), and adds checks. It cannot change a number or see the warnings.
 DO $api$

@@ -37,6 +37,7 @@ __all__ = [
     "BaseCounts",
     "RunScope",
     "count_base",
+    "live_base",
     "newest_feed",
     "queue_warnings",
     "recycle",
@@ -191,7 +192,15 @@ def _write_queue(connection: Connection, chosen: sa.Select[tuple[object, ...]]) 
     connection.execute(run_queue.delete())
     connection.execute(insert_selected(run_queue, chosen))
     names = [column.name for column in chosen.selected_columns]
-    connection.execute(insert_selected(warnings, sa.select(*(run_queue.c[name] for name in names))))
+    # In number order: the warnings' key (number, cycle, stage) then grows in runs of
+    # neighbouring pages instead of one page per warning all over the index, and so do the
+    # audit events written from these warnings in their order.
+    connection.execute(
+        insert_selected(
+            warnings,
+            sa.select(*(run_queue.c[name] for name in names)).order_by(run_queue.c.msisdn),
+        )
+    )
 
 
 run_changed = sa.Table(
@@ -351,22 +360,32 @@ class BaseCounts:
     on_hold: int
     past_grace: int  # owned, not held, past grace end
     notice_given: int  # of those, the ones the minimum-notice rule lets go
-    active_or_in_grace: int
 
 
 def count_base(connection: Connection, scope: RunScope) -> BaseCounts:
-    """Count held numbers, numbers past grace (with and without notice) and the live base."""
-    past = sa.and_(_not_held, _past_grace(scope))
-    row = connection.execute(
-        sa.select(
-            sa.func.count().filter(numbers.c.on_hold.is_(sa.true())),
-            sa.func.count().filter(past),
-            sa.func.count().filter(sa.and_(past, _notice_given(scope))),
-            sa.func.count().filter(numbers.c.validity_end >= scope.grace_cutoff),
-        ).where(_owned)
+    """Count held numbers and numbers past grace (with and without notice), each by its own
+    index: what they read is the holds and the past-grace backlog, not the base."""
+    past_grace, notice_given = connection.execute(
+        sa.select(sa.func.count(), sa.func.count().filter(_notice_given(scope))).where(
+            _owned, _not_held, _past_grace(scope)
+        )
     ).one()
-    return BaseCounts(
-        on_hold=row[0], past_grace=row[1], notice_given=row[2], active_or_in_grace=row[3]
+    on_hold = connection.execute(
+        sa.select(sa.func.count()).where(_owned, numbers.c.on_hold.is_(sa.true()))
+    ).scalar_one()
+    return BaseCounts(on_hold=on_hold, past_grace=past_grace, notice_given=notice_given)
+
+
+def live_base(connection: Connection, scope: RunScope, enough: int | None) -> int:
+    """How many owned numbers are active or in grace on D, counted no further than ``enough``
+    (None: all of them). A count that stops there says only "at least that many": the
+    mass-recycle guard asks no more, and counting ten million numbers to learn it took longer
+    than any other question of a steady night."""
+    live = sa.select(sa.literal(1)).where(_owned, numbers.c.validity_end >= scope.grace_cutoff)
+    if enough is not None:
+        live = live.limit(enough)
+    return int(
+        connection.execute(sa.select(sa.func.count()).select_from(live.subquery())).scalar_one()
     )
 
 
@@ -382,34 +401,53 @@ def newest_feed(connection: Connection) -> datetime | None:
     return max(moments) if moments else None
 
 
+run_recycled = sa.Table(
+    "run_recycled",
+    _queue_metadata,
+    sa.Column("msisdn", numbers.c.msisdn.type, primary_key=True),
+    sa.Column("owner_id", numbers.c.owner_id.type, nullable=False),
+    sa.Column("cycle", sa.Integer, nullable=False),
+    sa.Column("validity_end", sa.Date, nullable=False),
+    prefixes=["TEMPORARY"],
+    postgresql_on_commit="DROP",
+)
+
+
 def recycle(connection: Connection, scope: RunScope) -> int:
     """Recycle every owned, unheld number past grace end with minimum notice given.
 
-    The first statement is the gate: it marks the numbers whose validity end and notice, as
-    committed when the run took the base lock, make them due; no import can commit in between
-    (it waits for the base lock), so a top-up committed before the run always wins. Everything
-    after works only on the marked set, inside the same transaction.
+    The first statement is the gate: it chooses the numbers whose validity end and notice, as
+    committed when the run took the base lock, make them due, into the run's own table with the
+    owner, cycle and validity end they had; no import can commit in between (it waits for the
+    base lock), so a top-up committed before the run always wins. Everything after works only on
+    the chosen set, inside the same transaction, and each number is written once, as its cycle
+    ends (marking it first and ending its cycle second wrote every recycled number twice).
     """
     eligible = sa.and_(_owned, _not_held, _past_grace(scope), _notice_given(scope))
-    gate = connection.execute(
-        sa.update(numbers)
-        .where(eligible)
-        .values(recycled_by_run_id=scope.run_id, updated_at=scope.now)
+    work_table(connection, run_recycled)
+    connection.execute(
+        run_recycled.insert().from_select(
+            ["msisdn", "owner_id", "cycle", "validity_end"],
+            sa.select(
+                numbers.c.msisdn, numbers.c.owner_id, numbers.c.cycle, numbers.c.validity_end
+            ).where(eligible),
+        )
     )
-    recycled = gate.rowcount
+    # Counted: SQLAlchemy reports -1 as the row count of this INSERT … SELECT on psycopg.
+    recycled = connection.execute(sa.select(sa.func.count()).select_from(run_recycled)).scalar_one()
     if recycled == 0:
         return 0
-    marked = sa.and_(numbers.c.recycled_by_run_id == scope.run_id, _owned)
+    analyse(connection, run_recycled)
     connection.execute(
         sa.update(ownerships)
-        .where(ownerships.c.ended_at.is_(None), ownerships.c.msisdn == numbers.c.msisdn, marked)
+        .where(ownerships.c.ended_at.is_(None), ownerships.c.msisdn == run_recycled.c.msisdn)
         .values(
             ended_at=scope.now,
             ended_on=scope.today,
             end_cause=OwnershipEnd.RECYCLE,
             ended_by=scope.actor,
             run_id=scope.run_id,
-            final_validity_end=numbers.c.validity_end,
+            final_validity_end=run_recycled.c.validity_end,
         )
     )
     connection.execute(
@@ -430,8 +468,7 @@ def recycle(connection: Connection, scope: RunScope) -> int:
                 sa.literal(scope.as_of, sa.Date),
                 sa.literal(scope.available_from, sa.Date),
             ).where(
-                marked,
-                ownerships.c.msisdn == numbers.c.msisdn,
+                ownerships.c.msisdn == run_recycled.c.msisdn,
                 ownerships.c.run_id == scope.run_id,
                 ownerships.c.end_cause == OwnershipEnd.RECYCLE,
             ),
@@ -439,28 +476,33 @@ def recycle(connection: Connection, scope: RunScope) -> int:
     )
     record_events(
         connection,
-        numbers,
-        marked,
+        run_recycled,
+        sa.true(),
         now=scope.now,
         actor=scope.actor,
         event_type=AuditEvent.NUMBER_RECYCLED,
-        msisdn=numbers.c.msisdn,
+        msisdn=run_recycled.c.msisdn,
         reason=(
             f"grace ended before {scope.as_of.isoformat()}, and a warning of this cycle was "
             f"accepted by the gateway (or refused for the number itself) on or before "
             f"{scope.notice_cutoff.isoformat()}"
         ),
         run_id=scope.run_id,
-        owner_id=numbers.c.owner_id,
-        cycle=numbers.c.cycle,
-        validity_end_before=numbers.c.validity_end,
+        owner_id=run_recycled.c.owner_id,
+        cycle=run_recycled.c.cycle,
+        validity_end_before=run_recycled.c.validity_end,
     )
     end_cycles(
         connection,
-        marked,
+        numbers.c.msisdn == run_recycled.c.msisdn,
         reason=CycleEnd.RECYCLED,
         now=scope.now,
-        changes={"owner_id": None, "language": None, "validity_end": None},
+        changes={
+            "owner_id": None,
+            "language": None,
+            "validity_end": None,
+            "recycled_by_run_id": scope.run_id,
+        },
     )
     return recycled
 

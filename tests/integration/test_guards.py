@@ -93,6 +93,9 @@ class TestMassRecycle:
         assert (report.recycled, report.withheld, report.outcome) == (0, 3, RunOutcome.WITHHELD)
         assert not any(world.number(msisdn).in_pool for msisdn in due)
         assert "3 numbers would be recycled" in report.messages[0]
+        # The base is counted whole when the guard trips (it stops counting only when the
+        # base is too large for the guard to trip).
+        assert "of the 100 active or in-grace numbers" in report.messages[0]
         assert "--allow-mass-recycle" in report.messages[0]
 
     def test_at_the_fraction_is_allowed(self, world: World) -> None:

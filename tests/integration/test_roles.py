@@ -54,6 +54,10 @@ class TestLeastPrivilege:
             job.fresh_feed(day)
             report = job.run(day)
             assert report.warnings_queued == {7: 1}
+            # The next night reads what changed since, and empties the list.
+            changed = job.add_number(day - timedelta(days=83))
+            assert job.run(day + timedelta(days=1)).warnings_queued == {7: 1}
+            assert job.warnings_of(changed) == [(1, 7, "pending")]
             assert job.events_of(msisdn) == [AuditEvent.WARNING_QUEUED]
             # The job's role runs the four-eyes workflow, and cannot rewrite its evidence.
             assert job.transfer(msisdn, "bob").owner_id == "bob"
@@ -84,7 +88,7 @@ class TestLeastPrivilege:
         try:
             with reader.engine.connect() as connection:
                 count = connection.exec_driver_sql("SELECT count(*) FROM numbers").scalar()
-                assert count == 1
+                assert count == 2
                 with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
                     connection.exec_driver_sql("UPDATE numbers SET on_hold = true")
         finally:
