@@ -401,53 +401,34 @@ def newest_feed(connection: Connection) -> datetime | None:
     return max(moments) if moments else None
 
 
-run_recycled = sa.Table(
-    "run_recycled",
-    _queue_metadata,
-    sa.Column("msisdn", numbers.c.msisdn.type, primary_key=True),
-    sa.Column("owner_id", numbers.c.owner_id.type, nullable=False),
-    sa.Column("cycle", sa.Integer, nullable=False),
-    sa.Column("validity_end", sa.Date, nullable=False),
-    prefixes=["TEMPORARY"],
-    postgresql_on_commit="DROP",
-)
-
-
 def recycle(connection: Connection, scope: RunScope) -> int:
     """Recycle every owned, unheld number past grace end with minimum notice given.
 
-    The first statement is the gate: it chooses the numbers whose validity end and notice, as
-    committed when the run took the base lock, make them due, into the run's own table with the
-    owner, cycle and validity end they had; no import can commit in between (it waits for the
-    base lock), so a top-up committed before the run always wins. Everything after works only on
-    the chosen set, inside the same transaction, and each number is written once, as its cycle
-    ends (marking it first and ending its cycle second wrote every recycled number twice).
+    The first statement is the gate: it marks the numbers whose validity end and notice, as
+    committed when the run took the base lock, make them due; no import can commit in between
+    (it waits for the base lock), so a top-up committed before the run always wins. Everything
+    after works only on the marked set, inside the same transaction.
     """
     eligible = sa.and_(_owned, _not_held, _past_grace(scope), _notice_given(scope))
-    work_table(connection, run_recycled)
-    connection.execute(
-        run_recycled.insert().from_select(
-            ["msisdn", "owner_id", "cycle", "validity_end"],
-            sa.select(
-                numbers.c.msisdn, numbers.c.owner_id, numbers.c.cycle, numbers.c.validity_end
-            ).where(eligible),
-        )
+    gate = connection.execute(
+        sa.update(numbers)
+        .where(eligible)
+        .values(recycled_by_run_id=scope.run_id, updated_at=scope.now)
     )
-    # Counted: SQLAlchemy reports -1 as the row count of this INSERT … SELECT on psycopg.
-    recycled = connection.execute(sa.select(sa.func.count()).select_from(run_recycled)).scalar_one()
+    recycled = gate.rowcount
     if recycled == 0:
         return 0
-    analyse(connection, run_recycled)
+    marked = sa.and_(numbers.c.recycled_by_run_id == scope.run_id, _owned)
     connection.execute(
         sa.update(ownerships)
-        .where(ownerships.c.ended_at.is_(None), ownerships.c.msisdn == run_recycled.c.msisdn)
+        .where(ownerships.c.ended_at.is_(None), ownerships.c.msisdn == numbers.c.msisdn, marked)
         .values(
             ended_at=scope.now,
             ended_on=scope.today,
             end_cause=OwnershipEnd.RECYCLE,
             ended_by=scope.actor,
             run_id=scope.run_id,
-            final_validity_end=run_recycled.c.validity_end,
+            final_validity_end=numbers.c.validity_end,
         )
     )
     connection.execute(
@@ -468,7 +449,8 @@ def recycle(connection: Connection, scope: RunScope) -> int:
                 sa.literal(scope.as_of, sa.Date),
                 sa.literal(scope.available_from, sa.Date),
             ).where(
-                ownerships.c.msisdn == run_recycled.c.msisdn,
+                marked,
+                ownerships.c.msisdn == numbers.c.msisdn,
                 ownerships.c.run_id == scope.run_id,
                 ownerships.c.end_cause == OwnershipEnd.RECYCLE,
             ),
@@ -476,33 +458,28 @@ def recycle(connection: Connection, scope: RunScope) -> int:
     )
     record_events(
         connection,
-        run_recycled,
-        sa.true(),
+        numbers,
+        marked,
         now=scope.now,
         actor=scope.actor,
         event_type=AuditEvent.NUMBER_RECYCLED,
-        msisdn=run_recycled.c.msisdn,
+        msisdn=numbers.c.msisdn,
         reason=(
             f"grace ended before {scope.as_of.isoformat()}, and a warning of this cycle was "
             f"accepted by the gateway (or refused for the number itself) on or before "
             f"{scope.notice_cutoff.isoformat()}"
         ),
         run_id=scope.run_id,
-        owner_id=run_recycled.c.owner_id,
-        cycle=run_recycled.c.cycle,
-        validity_end_before=run_recycled.c.validity_end,
+        owner_id=numbers.c.owner_id,
+        cycle=numbers.c.cycle,
+        validity_end_before=numbers.c.validity_end,
     )
     end_cycles(
         connection,
-        numbers.c.msisdn == run_recycled.c.msisdn,
+        marked,
         reason=CycleEnd.RECYCLED,
         now=scope.now,
-        changes={
-            "owner_id": None,
-            "language": None,
-            "validity_end": None,
-            "recycled_by_run_id": scope.run_id,
-        },
+        changes={"owner_id": None, "language": None, "validity_end": None},
     )
     return recycled
 
