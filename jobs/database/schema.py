@@ -169,13 +169,6 @@ sa.Index(
     sqlite_where=numbers.c.owner_id.is_not(None),
     postgresql_where=numbers.c.owner_id.is_not(None),
 )
-# Holds are few: the night counts them by this index instead of reading the base.
-sa.Index(
-    "ix_numbers_on_hold",
-    numbers.c.msisdn,
-    sqlite_where=numbers.c.on_hold.is_(sa.true()),
-    postgresql_where=numbers.c.on_hold.is_(sa.true()),
-)
 sa.Index(
     "ix_numbers_recycled_by_run_id",
     numbers.c.recycled_by_run_id,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import threading
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -260,21 +259,15 @@ def _apply(
             f"recycling withheld: the top-up feed is stale (newest: {seen}; allowed age "
             f"{settings.max_feed_age_hours:g} h at the end of {scope.as_of.isoformat()})"
         )
-    if not options.allow_mass_recycle and counts.notice_given:
-        fraction = settings.max_recycle_fraction
-        # The guard trips when the recycles exceed the fraction of the live base; a base of
-        # `enough` numbers or more is already too large for it to trip, so the count stops
-        # there (one more than the quotient, and one more for the rounding of floats).
-        enough = math.floor(counts.notice_given / fraction) + 2 if fraction > 0 else None
-        base = steps.live_base(connection, scope, enough)
-        if mass_recycle_tripped(counts.notice_given, base, fraction):
-            # Tripped, so the count stopped short of `enough`: it is the whole live base.
-            report.guards.append(Guard.MASS_RECYCLE.value)
-            report.messages.append(
-                f"recycling withheld: {counts.notice_given} numbers would be recycled, more "
-                f"than {fraction:.2%} of the {base} active or in-grace numbers; check the data, "
-                "then rerun with --allow-mass-recycle"
-            )
+    if not options.allow_mass_recycle and mass_recycle_tripped(
+        counts.notice_given, counts.active_or_in_grace, settings.max_recycle_fraction
+    ):
+        report.guards.append(Guard.MASS_RECYCLE.value)
+        report.messages.append(
+            f"recycling withheld: {counts.notice_given} numbers would be recycled, more than "
+            f"{settings.max_recycle_fraction:.2%} of the {counts.active_or_in_grace} active or "
+            "in-grace numbers; check the data, then rerun with --allow-mass-recycle"
+        )
     if report.guards:
         report.withheld = counts.notice_given
     else:

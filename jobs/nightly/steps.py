@@ -37,7 +37,6 @@ __all__ = [
     "BaseCounts",
     "RunScope",
     "count_base",
-    "live_base",
     "newest_feed",
     "queue_warnings",
     "recycle",
@@ -192,15 +191,7 @@ def _write_queue(connection: Connection, chosen: sa.Select[tuple[object, ...]]) 
     connection.execute(run_queue.delete())
     connection.execute(insert_selected(run_queue, chosen))
     names = [column.name for column in chosen.selected_columns]
-    # In number order: the warnings' key (number, cycle, stage) then grows in runs of
-    # neighbouring pages instead of one page per warning all over the index, and so do the
-    # audit events written from these warnings in their order.
-    connection.execute(
-        insert_selected(
-            warnings,
-            sa.select(*(run_queue.c[name] for name in names)).order_by(run_queue.c.msisdn),
-        )
-    )
+    connection.execute(insert_selected(warnings, sa.select(*(run_queue.c[name] for name in names))))
 
 
 run_changed = sa.Table(
@@ -360,32 +351,22 @@ class BaseCounts:
     on_hold: int
     past_grace: int  # owned, not held, past grace end
     notice_given: int  # of those, the ones the minimum-notice rule lets go
+    active_or_in_grace: int
 
 
 def count_base(connection: Connection, scope: RunScope) -> BaseCounts:
-    """Count held numbers and numbers past grace (with and without notice), each by its own
-    index: what they read is the holds and the past-grace backlog, not the base."""
-    past_grace, notice_given = connection.execute(
-        sa.select(sa.func.count(), sa.func.count().filter(_notice_given(scope))).where(
-            _owned, _not_held, _past_grace(scope)
-        )
+    """Count held numbers, numbers past grace (with and without notice) and the live base."""
+    past = sa.and_(_not_held, _past_grace(scope))
+    row = connection.execute(
+        sa.select(
+            sa.func.count().filter(numbers.c.on_hold.is_(sa.true())),
+            sa.func.count().filter(past),
+            sa.func.count().filter(sa.and_(past, _notice_given(scope))),
+            sa.func.count().filter(numbers.c.validity_end >= scope.grace_cutoff),
+        ).where(_owned)
     ).one()
-    on_hold = connection.execute(
-        sa.select(sa.func.count()).where(_owned, numbers.c.on_hold.is_(sa.true()))
-    ).scalar_one()
-    return BaseCounts(on_hold=on_hold, past_grace=past_grace, notice_given=notice_given)
-
-
-def live_base(connection: Connection, scope: RunScope, enough: int | None) -> int:
-    """How many owned numbers are active or in grace on D, counted no further than ``enough``
-    (None: all of them). A count that stops there says only "at least that many": the
-    mass-recycle guard asks no more, and counting ten million numbers to learn it took longer
-    than any other question of a steady night."""
-    live = sa.select(sa.literal(1)).where(_owned, numbers.c.validity_end >= scope.grace_cutoff)
-    if enough is not None:
-        live = live.limit(enough)
-    return int(
-        connection.execute(sa.select(sa.func.count()).select_from(live.subquery())).scalar_one()
+    return BaseCounts(
+        on_hold=row[0], past_grace=row[1], notice_given=row[2], active_or_in_grace=row[3]
     )
 
 

@@ -2,8 +2,7 @@
 so that a night examines inside the warning window only the numbers whose due stage changed
 since the last night and the numbers changed since: about 5% of the base where it probed a
 fifth of it (docs/scaling.md). Runs from before this migration have no rules recorded: the
-first night after it examines the whole window, as every night did before. And an index of the
-numbers on hold, which the night counts (it read the whole base for them).
+first night after it examines the whole window, as every night did before.
 
 Revision ID: 0011
 Revises: 0010
@@ -25,18 +24,9 @@ def upgrade() -> None:
     op.create_table("number_changes", sa.Column("msisdn", sa.String(16), nullable=False))
     with op.batch_alter_table("runs") as batch:
         batch.add_column(sa.Column("window_rules", sa.String(64)))
-    held = (
-        sa.text("on_hold IS 1")
-        if op.get_bind().dialect.name == "sqlite"
-        else sa.text("on_hold IS true")
-    )
-    op.create_index(
-        "ix_numbers_on_hold", "numbers", ["msisdn"], sqlite_where=held, postgresql_where=held
-    )
 
 
 def downgrade() -> None:
-    op.drop_index("ix_numbers_on_hold", table_name="numbers")
     with op.batch_alter_table("runs") as batch:
         batch.drop_column("window_rules")
     op.drop_table("number_changes")
