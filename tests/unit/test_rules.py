@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -69,6 +69,37 @@ class TestDueStage:
     def test_default_stages(self, days_left: int, stage: int | None) -> None:
         """30, 14, 7, 1."""
         assert due_stage(days_left, RULES.warning_days) == stage
+
+
+class TestStageChangedSince:
+    """The validity ends a night must look at again because their due stage moved."""
+
+    def test_one_night_later(self) -> None:
+        """Grace ends 30, 14, 7 and 1 days after D: the days that entered the window or crossed
+        into a more urgent stage since D - 1 (a number 0 days from grace end was at 1 already)."""
+        changed = RULES.stage_changed_since(D - timedelta(days=1), D)
+        assert changed == [D - timedelta(days=90 - left) for left in (1, 7, 14, 30)]
+
+    def test_same_date(self) -> None:
+        """Run again for the same date: no stage moved."""
+        assert RULES.stage_changed_since(D, D) == []
+
+    def test_missed_nights(self) -> None:
+        """Three nights later: each stage's boundary moved three days."""
+        changed = RULES.stage_changed_since(D - timedelta(days=3), D)
+        assert changed is not None
+        lefts = sorted(90 - (D - end).days for end in changed)
+        assert lefts == [0, 1, 5, 6, 7, 12, 13, 14, 28, 29, 30]
+
+    def test_whole_window(self) -> None:
+        """A gap as long as the window, or a date after D: every day of it (None)."""
+        assert RULES.stage_changed_since(D - timedelta(days=31), D) is None
+        assert RULES.stage_changed_since(D + timedelta(days=1), D) is None
+
+    def test_signature_names_grace_and_stages(self) -> None:
+        """Two settings with the same stages in another order are the same window."""
+        assert Rules(warning_days=(1, 30, 7, 14)).window_signature == RULES.window_signature
+        assert Rules(grace_days=60).window_signature != RULES.window_signature
 
 
 class TestGuards:
