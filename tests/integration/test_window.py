@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, timedelta
+from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jobs.database.schema import numbers, ownerships, runs
+from jobs.database.schema import runs
+from jobs.nightly import RunReport
 from tests.support.histories import History
 from tests.support.world import World
 
@@ -85,92 +88,56 @@ def test_nights_choose_as_if_they_examined_the_whole_window(
 
 
 D = date(2026, 11, 20)
+NEXT_DAY = D + timedelta(days=1)
 
 
-def added_by_hand(world: World, validity_end: date) -> str:
-    """A number written into the database without going through recycler (as a DBA's INSERT
-    would), so that no night is told it changed."""
-    msisdn = world.next_msisdn()
-    now = world.clock.now()
-    with world.database.write() as connection:
-        connection.execute(
-            ownerships.insert().values(
-                msisdn=msisdn,
-                owner_id="by-hand",
-                language="en",
-                started_at=now,
-                started_on=now.date(),
-                start_cause="import",
-                started_by="test",
-            )
-        )
-        connection.execute(
-            numbers.insert().values(
-                msisdn=msisdn,
-                owner_id="by-hand",
-                language="en",
-                validity_end=validity_end,
-                updated_at=now,
-            )
-        )
-    return msisdn
+def night(world: World, day: date, **options: Any) -> RunReport:
+    """The night for a day, with a fresh feed."""
+    world.fresh_feed(day)
+    return world.run(day, **options)
 
 
 class TestNextNight:
     """What the next night examines, seen from outside: a number nobody told recycler about
     is met only when its due stage changes; one changed through recycler at once."""
 
-    def test_examines_crossings_and_changes(self, world: World) -> None:
-        grace = timedelta(days=world.settings.grace_days)
-        # Grace ends 20 days after D: stage 30 on D, and still stage 30 the night after (it
-        # crosses into stage 14 six nights later).
-        validity_end = D + timedelta(days=20) - grace
+    @pytest.fixture
+    def validity_end(self, world: World) -> date:
+        """Grace ends 20 days after D: stage 30 on D and the night after (it crosses into
+        stage 14 six nights later)."""
+        return D + timedelta(days=20) - timedelta(days=world.settings.grace_days)
+
+    def test_examines_crossings_and_changes(self, world: World, validity_end: date) -> None:
         warned = world.add_number(validity_end)
-        world.fresh_feed(D)
-        first = world.run(D)
-        assert first.warnings_queued == {30: 1}
+        assert night(world, D).warnings_queued == {30: 1}
         assert world.run_records()[-1].window_rules == "grace 90; stages 1,7,14,30"
 
-        unseen = added_by_hand(world, validity_end)
+        unseen = world.add_number(validity_end, owner_id="by-hand", noted=False)
         told = world.add_number(validity_end)
-        next_day = D + timedelta(days=1)
-        world.fresh_feed(next_day)
-        assert world.run(next_day).warnings_queued == {30: 1}
+        assert night(world, NEXT_DAY).warnings_queued == {30: 1}
         assert world.warnings_of(told) == [(1, 30, "pending")]
         assert world.warnings_of(unseen) == []  # not examined: its stage did not change
         assert world.warnings_of(warned) == [(1, 30, "pending")]
 
         # Six nights later its due stage is 14: examined, and warned like the others.
-        crossing = D + timedelta(days=6)
-        world.fresh_feed(crossing)
-        assert world.run(crossing).warnings_queued == {14: 3}
+        assert night(world, D + timedelta(days=6)).warnings_queued == {14: 3}
         assert world.warnings_of(unseen) == [(1, 14, "pending")]
 
-    def test_whole_window_after_other_rules(self, world: World) -> None:
+    def test_whole_window_after_other_rules(self, world: World, validity_end: date) -> None:
         """Under other stages the last night's warnings prove nothing: all of it again."""
-        grace = timedelta(days=world.settings.grace_days)
-        validity_end = D + timedelta(days=20) - grace
         world.add_number(validity_end)
-        world.fresh_feed(D)
-        world.run(D)
-        unseen = added_by_hand(world, validity_end)
-        next_day = D + timedelta(days=1)
-        world.fresh_feed(next_day)
+        night(world, D)
+        unseen = world.add_number(validity_end, owner_id="by-hand", noted=False)
         other = world.with_settings(warning_days=[21, 7])
-        assert other.run(next_day).warnings_queued == {21: 2}
+        assert night(other, NEXT_DAY).warnings_queued == {21: 2}
         assert other.warnings_of(unseen) == [(1, 21, "pending")]
         assert other.run_records()[-1].window_rules == "grace 90; stages 7,21"
 
-    def test_dry_run_takes_nothing(self, world: World) -> None:
+    def test_dry_run_takes_nothing(self, world: World, validity_end: date) -> None:
         """A dry run examines the changes and leaves them for the real night."""
-        grace = timedelta(days=world.settings.grace_days)
-        validity_end = D + timedelta(days=20) - grace
-        world.fresh_feed(D)
-        world.run(D)
+        night(world, D)
         told = world.add_number(validity_end)
-        next_day = D + timedelta(days=1)
-        world.fresh_feed(next_day)
-        assert world.run(next_day, dry_run=True).warnings_queued == {30: 1}
+        assert night(world, NEXT_DAY, dry_run=True).warnings_queued == {30: 1}
         assert world.run_records()[-1].window_rules is None
-        assert world.run(next_day).warnings_queued == {30: 1}
+        assert night(world, NEXT_DAY).warnings_queued == {30: 1}
         assert world.warnings_of(told) == [(1, 30, "pending")]

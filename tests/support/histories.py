@@ -51,7 +51,7 @@ class History:
 
     def act(self, action: str, value: int) -> None:
         """Do one operation; ``value`` is a number's index, or a count of days for nights."""
-        operations: dict[str, Callable[[int], None]] = {
+        operations: dict[str, Callable[[int], object]] = {
             "run": self.run,
             "quiet run": self.night,  # a night whose warnings wait unsent
             "dry run": self.dry_run,
