@@ -58,20 +58,27 @@ class Rules:
         stages = ",".join(str(stage) for stage in sorted(self.warning_days))
         return f"grace {self.grace_days}; stages {stages}"
 
+    def due_stages(self, as_of: date) -> dict[date, int]:
+        """The warning window of date D: each validity end inside it, with its due stage on D
+        (the run's texts are framed per entry, and a night compares two of these)."""
+        window = self.grace_cutoff(as_of)
+        stages = {}
+        for offset in range(self.earliest_stage + 1):
+            stage = due_stage(offset, self.warning_days)
+            if stage is not None:
+                stages[window + timedelta(days=offset)] = stage
+        return stages
+
     def stage_changed_since(self, since: date, as_of: date) -> list[date] | None:
         """The validity ends inside D's warning window whose due stage on D is not the one
         they had on an earlier date (a number there entered the window or crossed into a more
         urgent stage since): a handful of days a night. None when it is the whole window (the
         earlier date is too far back, or after D)."""
-        window = self.grace_cutoff(as_of)
-        before = self.grace_cutoff(since)
-        changed = []
-        for offset in range(self.earliest_stage + 1):
-            validity_end = window + timedelta(days=offset)
-            then = (validity_end - before).days
-            if due_stage(then, self.warning_days) != due_stage(offset, self.warning_days):
-                changed.append(validity_end)
-        return None if len(changed) > self.earliest_stage or since > as_of else changed
+        if since > as_of:
+            return None
+        now, then = self.due_stages(as_of), self.due_stages(since)
+        changed = [end for end, stage in now.items() if then.get(end) != stage]
+        return None if len(changed) == len(now) else changed
 
     # The date arithmetic of the lifecycle, written once (docs/rules.md, "Terms and dates"):
     # the run's scope, its texts, inspection, the seed and the safeguards all use these.

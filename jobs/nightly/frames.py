@@ -10,14 +10,14 @@ into its frame, so that no Python loop ever runs over subscribers.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from jobs.phone import national_prefix
-from jobs.rules import FINAL_NOTICE_STAGE, Rules, due_stage
+from jobs.rules import FINAL_NOTICE_STAGE, Rules
 from notifier.templates import TemplateBook, TemplateKind, TextFrame
 
 __all__ = [
@@ -71,14 +71,10 @@ def build_frames(as_of: date, rules: Rules, templates: TemplateBook) -> list[Fra
     """Every text the run for date D can queue: per language, one per validity end whose due
     stage is reached on D, and one final notice."""
     frames: list[FrameRow] = []
-    grace_cutoff = rules.grace_cutoff(as_of)
     resale_from = rules.resale_from(as_of)
+    window = rules.due_stages(as_of)
     for language in sorted(templates.languages):
-        for offset in range(rules.earliest_stage + 1):
-            validity_end = grace_cutoff + timedelta(days=offset)
-            stage = due_stage(offset, rules.warning_days)
-            if stage is None:
-                continue
+        for validity_end, stage in window.items():
             grace_end = rules.grace_end(validity_end)
             frame = templates.frame(language, TemplateKind.WARNING, grace_end=grace_end)
             frames.append(frame_row(language, validity_end, stage, grace_end, frame))

@@ -228,8 +228,8 @@ def take_changes(connection: Connection, scope: RunScope) -> list[date] | None:
         if last is not None and last.window_rules == signature
         else None
     )
-    work_table(connection, run_changed)
     if crossed is not None:
+        work_table(connection, run_changed)
         connection.execute(
             run_changed.insert().from_select(
                 ["msisdn"], sa.select(number_changes.c.msisdn).distinct()

@@ -4,17 +4,14 @@ reinstatements. The property tests replay them and check what must hold whatever
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
 from datetime import date, timedelta
-from pathlib import Path
 
 import sqlalchemy as sa
 from hypothesis import event
 
 from jobs.database.schema import numbers
 from jobs.errors import InputRefused
-from jobs.importing.subscribers import import_subscribers
 from jobs.safeguards.changes import Operator
 from jobs.safeguards.ownership import Safeguards
 from jobs.sending.dispatcher import Dispatcher
@@ -42,10 +39,14 @@ class History:
         self.world = world.with_settings(send_window="00:00-24:00")
         self.day = START
         self.world.clock.moment = as_of_noon(START, world.settings)
-        self.msisdns = [
-            self.world.add_number(START + timedelta(days=offset), owner_id=f"owner-{index}")
-            for index, offset in enumerate(validity_offsets)
-        ]
+        # The base arrives as an operator's does: a subscriber file, imported.
+        self.msisdns = [self.world.next_msisdn() for _ in validity_offsets]
+        self.world.import_subscribers(
+            (msisdn, f"owner-{index}", "en", START + timedelta(days=offset))
+            for index, (msisdn, offset) in enumerate(
+                zip(self.msisdns, validity_offsets, strict=True)
+            )
+        )
         self.buyers = 0
         self.before_night = before_night or (lambda _world: None)
 
@@ -145,17 +146,9 @@ class History:
             event("subscriber row skipped: the number has no owner")
             return
         language, days = change(row)
-        validity_end = row.validity_end + timedelta(days=days)
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / "subscribers.csv"
-            path.write_text(
-                "msisdn,owner_id,language,validity_end\n"
-                f"{msisdn},{row.owner_id},{language},{validity_end.isoformat()}\n",
-                encoding="utf-8",
-            )
-            import_subscribers(
-                self.world.database, path, self.world.settings, self.world.clock, actor="test"
-            )
+        self.world.import_subscribers(
+            [(msisdn, row.owner_id, language, row.validity_end + timedelta(days=days))]
+        )
 
     def today(self) -> date:
         """The local date of the world's clock."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -27,6 +28,7 @@ from jobs.database.schema import (
     warnings,
 )
 from jobs.importing.loader import ImportSummary, record_import
+from jobs.importing.subscribers import import_subscribers
 from jobs.importing.topups import import_topups
 from jobs.nightly import RunOptions, RunReport, run_nightly
 from jobs.safeguards.changes import Change, Operator
@@ -313,19 +315,31 @@ class World:
     def import_topup(self, msisdn: str, moment: datetime, validity_end: date) -> ImportSummary:
         """Import one top-up through the real import, with the clock at least at its moment."""
         topup = next(self._counter)
+        line = f"T{topup},{msisdn},{moment.isoformat()},{validity_end.isoformat()}"
+        saved = self.clock.moment
+        self.clock.moment = max(saved, moment)
+        try:
+            return self._import(import_topups, "topup_id,msisdn,topped_up_at,validity_end", [line])
+        finally:
+            self.clock.moment = saved
+
+    def import_subscribers(self, rows: Iterable[tuple[str, str, str, date]]) -> ImportSummary:
+        """Import subscriber rows (number, owner, language, validity end) through the real
+        import, as an operator's file brings them."""
+        lines = [
+            f"{msisdn},{owner},{language},{end.isoformat()}"
+            for msisdn, owner, language, end in rows
+        ]
+        return self._import(import_subscribers, "msisdn,owner_id,language,validity_end", lines)
+
+    def _import(
+        self, importer: Callable[..., ImportSummary], header: str, lines: list[str]
+    ) -> ImportSummary:
+        """Write the lines under the header to a CSV file and import it as `test`."""
         with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / "feed.csv"
-            path.write_text(
-                "topup_id,msisdn,topped_up_at,validity_end\n"
-                f"T{topup},{msisdn},{moment.isoformat()},{validity_end.isoformat()}\n",
-                encoding="utf-8",
-            )
-            saved = self.clock.moment
-            self.clock.moment = max(saved, moment)
-            try:
-                return import_topups(self.database, path, self.settings, self.clock, actor="test")
-            finally:
-                self.clock.moment = saved
+            path = Path(folder) / "import.csv"
+            path.write_text("\n".join([header, *lines]) + "\n", encoding="utf-8")
+            return importer(self.database, path, self.settings, self.clock, actor="test")
 
     # Four eyes ---------------------------------------------------------------------------
 
