@@ -65,6 +65,7 @@ class _Region:
 
     region: str
     code: int
+    code_text: str
     international_prefix: re.Pattern[str] | None
     national_prefix: re.Pattern[str] | None
     general_pattern: re.Pattern[str] | None
@@ -105,6 +106,7 @@ class _Region:
         return cls(
             region=region,
             code=code,
+            code_text=str(code),
             international_prefix=re.compile(metadata.international_prefix)
             if metadata.international_prefix
             else None,
@@ -187,6 +189,9 @@ class NumberReader:
         self.allowed = allowed
         self._home = _Region.of(region)
         self._by_code: dict[int, _Region | None] = {}
+        # The country code's length by the first three digits, on which alone it depends (0:
+        # none): looked up once per distinct start, not tried digit by digit for every number.
+        self._code_length: dict[str, int] = {}
 
     def __call__(self, text: str) -> str:
         """The number in E.164; raises InvalidNumber as ``normalise`` does."""
@@ -199,24 +204,15 @@ class NumberReader:
         if home is None or not _PLAIN.fullmatch(written):
             return None
         plus = written[0] == "+"
-        digits = (written[1:] if plus else written).replace(" ", "").replace("-", "")
+        digits = written[1:] if plus else written
+        if " " in digits or "-" in digits:
+            digits = digits.replace(" ", "").replace("-", "")
         if len(digits) < _MIN_DIGITS:
             return None
-        if plus:
-            code, national = _country_code(digits)
-            if code == 0 or len(digits) <= _MIN_NATIONAL:
-                return None
-        elif home.international_prefix is not None and home.international_prefix.match(digits):
-            return None  # an international prefix, or the 00 that normalise reads itself
-        else:
-            code, national = home.code, digits
-            home_code = str(home.code)
-            if digits.startswith(home_code):
-                rest = home.strip_national_prefix(digits[len(home_code) :])
-                if (not home.viable(digits) and home.viable(rest)) or home.length(
-                    digits
-                ) == _TOO_LONG:
-                    national = rest
+        split = self._split(digits) if plus else self._split_home(home, digits)
+        if split is None:
+            return None
+        code, national = split
         plan = self._plan(code)
         if plan is None or len(national) < _MIN_NATIONAL:
             return None
@@ -232,6 +228,28 @@ class NumberReader:
             return None
         return f"+{code}{national}"
 
+    def _split(self, digits: str) -> tuple[int, str] | None:
+        """A number written with a plus: its country code and national number."""
+        start = digits[:_LONGEST_CODE]
+        length = self._code_length.get(start)
+        if length is None:
+            length = self._code_length[start] = _country_code_length(start)
+        if length == 0 or len(digits) <= _MIN_NATIONAL:
+            return None
+        return int(digits[:length]), digits[length:]
+
+    @staticmethod
+    def _split_home(home: _Region, digits: str) -> tuple[int, str] | None:
+        """A number written without a plus: in the home region, with or without its code."""
+        if home.international_prefix is not None and home.international_prefix.match(digits):
+            return None  # an international prefix, or the 00 that normalise reads itself
+        national = digits
+        if digits.startswith(home.code_text):
+            rest = home.strip_national_prefix(digits[len(home.code_text) :])
+            if (not home.viable(digits) and home.viable(rest)) or home.length(digits) == _TOO_LONG:
+                national = rest
+        return home.code, national
+
     def _plan(self, code: int) -> _Region | None:
         if code not in self._by_code:
             regions = COUNTRY_CODE_TO_REGION_CODE.get(code, ())
@@ -239,12 +257,12 @@ class NumberReader:
         return self._by_code[code]
 
 
-def _country_code(digits: str) -> tuple[int, str]:
-    """phonenumbers' _extract_country_code: the first known code of one to three digits."""
-    if digits[0] == "0":
-        return 0, digits
-    for size in range(1, min(len(digits), _LONGEST_CODE) + 1):
-        code = int(digits[:size])
-        if code in COUNTRY_CODE_TO_REGION_CODE:
-            return code, digits[size:]
-    return 0, digits
+def _country_code_length(start: str) -> int:
+    """phonenumbers' _extract_country_code: the length of the first known code of one to three
+    digits at the start of a number (0: none)."""
+    if start[0] == "0":
+        return 0
+    for size in range(1, min(len(start), _LONGEST_CODE) + 1):
+        if int(start[:size]) in COUNTRY_CODE_TO_REGION_CODE:
+            return size
+    return 0

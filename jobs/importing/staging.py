@@ -155,19 +155,34 @@ class StagingTable:
             f"INSERT INTO {self.table.name} ({', '.join(self.columns)}) "
             f"VALUES ({', '.join('?' * len(self.columns))})"
         )
+        # Only the columns whose values SQLite is handed in another form are looked at.
+        conversions = [
+            (index, _SQLITE_VALUES[kind])
+            for index, name in enumerate(self.columns)
+            if (kind := _python_type(self.table.c[name].type)) in _SQLITE_VALUES
+        ]
+
+        def for_sqlite(row: tuple[Any, ...]) -> list[Any]:
+            values = list(row)
+            for index, convert in conversions:
+                if values[index] is not None:
+                    values[index] = convert(values[index])
+            return values
+
         cursor = driver_connection.cursor()
         try:
             for batch in _batches(rows):
-                cursor.executemany(statement, [_for_sqlite(row) for row in batch])
+                cursor.executemany(statement, [for_sqlite(row) for row in batch])
         finally:
             cursor.close()
 
 
-def _for_sqlite(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    return tuple(
-        _SQLITE_VALUES[type(value)](value) if type(value) in _SQLITE_VALUES else value
-        for value in row
-    )
+def _python_type(column_type: sa.types.TypeEngine[Any]) -> type:
+    """The Python type of a column's values (a decorated type's: a moment is a datetime)."""
+    if isinstance(column_type, sa.types.TypeDecorator):
+        column_type = column_type.impl_instance
+    kind: type = column_type.python_type
+    return kind
 
 
 def _batches(rows: Iterable[tuple[Any, ...]]) -> Iterator[list[tuple[Any, ...]]]:

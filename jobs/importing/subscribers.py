@@ -8,12 +8,13 @@ resale pool, is refused: ownership changes only through the safeguards.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from jobs.clock import Clock, out_of_range, parse_date
+from jobs.clock import Clock
 from jobs.database.audit import record_events
 from jobs.database.engine import Database, retried
 from jobs.database.schema import (
@@ -50,6 +51,8 @@ class _Parser:
         settings = context.settings
         self.number = NumberReader(settings.default_region, settings.regions)
         self.today = context.today
+        self.validity_end = common.DayReader("validity_end")
+        self.owner_since = common.DayReader("owner_since")
 
     def __call__(self, row: RawRow) -> SubscriberRow:
         line, fields, raw, problem = row
@@ -68,24 +71,17 @@ class _Parser:
             language = language.lower()
             if language not in LANGUAGES:
                 return _refused(row, f"unknown language {fields[2]!r} (expected km or en)")
-        try:
-            validity_end = parse_date(validity_text)
-        except ValueError as error:
-            return _refused(row, f"bad validity_end: {error}")
-        problem = out_of_range(validity_end, "validity_end")
-        if problem is not None:
-            return _refused(row, problem)
-        owner_since = None
+        validity_end = self.validity_end(validity_text)
+        if isinstance(validity_end, str):
+            return _refused(row, validity_end)
+        owner_since: date | None = None
         if since_text:
-            try:
-                owner_since = parse_date(since_text)
-            except ValueError as error:
-                return _refused(row, f"bad owner_since: {error}")
-            problem = out_of_range(owner_since, "owner_since")
-            if problem is not None:
-                return _refused(row, problem)
-            if owner_since > self.today:
+            since = self.owner_since(since_text)
+            if isinstance(since, str):
+                return _refused(row, since)
+            if since > self.today:
                 return _refused(row, f"owner_since {since_text} is after today")
+            owner_since = since
         return SubscriberRow(line, raw, msisdn, owner, language, validity_end, owner_since, None)
 
 

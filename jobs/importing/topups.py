@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
-from jobs.clock import Clock, local_date, out_of_range, parse_date, parse_moment
+from jobs.clock import Clock, local_date, parse_moment
 from jobs.database.audit import record_events
 from jobs.database.engine import Database, retried
 from jobs.database.schema import UtcDateTime, numbers, ownerships, resale_pool, topups
@@ -52,6 +52,7 @@ class _Parser:
         self.number = NumberReader(settings.default_region, settings.regions)
         self.zone = settings.zone
         self.latest = context.now + _CLOCK_TOLERANCE
+        self.validity_end = common.DayReader("validity_end")
 
     def __call__(self, row: RawRow) -> TopupRow:
         line, fields, raw, problem = row
@@ -72,13 +73,9 @@ class _Parser:
             return _refused(row, f"bad topped_up_at: {error}")
         if topped_up_at > self.latest:
             return _refused(row, f"topped_up_at {moment_text} is in the future")
-        try:
-            validity_end = parse_date(validity_text)
-        except ValueError as error:
-            return _refused(row, f"bad validity_end: {error}")
-        problem = out_of_range(validity_end, "validity_end")
-        if problem is not None:
-            return _refused(row, problem)
+        validity_end = self.validity_end(validity_text)
+        if isinstance(validity_end, str):
+            return _refused(row, validity_end)
         if validity_end < local_date(topped_up_at, self.zone):
             return _refused(row, "validity_end is before the day of the top-up")
         amount: Decimal | None = None
