@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jobs.rules import Action, NumberFacts, WarningFacts, decide
+from tests.support.properties import shrinking_timeout
 from tests.support.world import World
 
 D = date(2026, 11, 20)
@@ -50,6 +51,7 @@ def scenarios(draw: st.DrawFn) -> tuple[list[int], int, list[Spec]]:
     return stages, min_notice, draw(st.lists(specs(stages), min_size=1, max_size=8))
 
 
+@shrinking_timeout
 @settings(
     max_examples=40,
     deadline=None,

@@ -15,6 +15,7 @@ from jobs.database.schema import audit_events, numbers, ownerships, runs
 from jobs.safeguards.reassigned import reassigned
 from jobs.vocabulary import AuditEvent, Verdict
 from tests.support.histories import START, History
+from tests.support.properties import shrinking_timeout
 from tests.support.world import World
 
 NUMBERS = 3
@@ -40,6 +41,7 @@ actions = st.lists(
 )
 
 
+@shrinking_timeout
 @settings(
     max_examples=40,
     deadline=None,

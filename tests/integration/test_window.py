@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from jobs.database.schema import runs
 from jobs.nightly import RunReport
 from tests.support.histories import History
+from tests.support.properties import shrinking_timeout
 from tests.support.world import World
 
 NUMBERS = 6
@@ -53,6 +54,7 @@ def forget_nights(world: World) -> None:
         connection.execute(sa.update(runs).values(window_rules=None))
 
 
+@shrinking_timeout
 @settings(
     max_examples=30,
     deadline=None,
