@@ -16,6 +16,12 @@ from jobs.database.schema import (
 )
 from jobs.transitions import note_changes
 
+__all__ = [
+    "DayReader",
+    "add_owned_numbers",
+    "insert_topups",
+]
+
 # DayReader forgets what it has read past this many distinct texts (a file of random dates
 # must not grow memory).
 _DAYS_REMEMBERED = 10_000
@@ -24,7 +30,7 @@ _DAYS_REMEMBERED = 10_000
 class DayReader:
     """A date column's verdicts (``parse_date`` then ``out_of_range``), remembered by text: a
     file's dates repeat (a few hundred validity ends among millions of rows), and reading each
-    anew was a tenth of a subscriber import's own time."""
+    anew cost about a microsecond a row."""
 
     def __init__(self, column: str) -> None:
         self.column = column
@@ -44,13 +50,6 @@ class DayReader:
                 self._seen.clear()
             self._seen[text] = verdict
         return verdict
-
-
-__all__ = [
-    "DayReader",
-    "add_owned_numbers",
-    "insert_topups",
-]
 
 
 def add_owned_numbers(
