@@ -234,7 +234,9 @@ def _apply(
     if newest is not None and scope.as_of < newest:
         # The rules are state-based: the run for the later date already did this date's work,
         # and acting now on an older view of the calendar could only add a late warning.
-        counts = steps.count_base(connection, scope)
+        counts = steps.count_base(
+            connection, scope, notice_possible=steps.notice_possible(connection, scope)
+        )
         report.on_hold = counts.on_hold
         report.deferred = counts.past_grace - counts.notice_given
         report.messages.append(
@@ -248,7 +250,8 @@ def _apply(
     steps.queue_warnings(connection, scope, steps.take_changes(connection, scope))
     checkpoint("run.warnings_queued")
 
-    counts = steps.count_base(connection, scope)
+    notice_possible = steps.notice_possible(connection, scope)
+    counts = steps.count_base(connection, scope, notice_possible=notice_possible)
     report.on_hold = counts.on_hold
     report.deferred = counts.past_grace - counts.notice_given
     feed = steps.newest_feed(connection)
@@ -281,7 +284,7 @@ def _apply(
     steps.queue_final_notices(connection, scope)
     checkpoint("run.final_notices_queued")
     steps.audit_queued_warnings(connection, scope)
-    steps.audit_deferrals(connection, scope)
+    steps.audit_deferrals(connection, scope, notice_possible=notice_possible)
     report.warnings_queued = steps.warnings_queued_by_stage(connection, scope.run_id)
 
 
