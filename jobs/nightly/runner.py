@@ -235,7 +235,7 @@ def _apply(
         # The rules are state-based: the run for the later date already did this date's work,
         # and acting now on an older view of the calendar could only add a late warning.
         counts = steps.count_base(
-            connection, scope, notice_possible=steps.notice_possible(connection, scope)
+            connection, scope, notice_possible=steps.any_notice_given(connection, scope)
         )
         report.on_hold = counts.on_hold
         report.deferred = counts.past_grace - counts.notice_given
@@ -250,7 +250,7 @@ def _apply(
     steps.queue_warnings(connection, scope, steps.take_changes(connection, scope))
     checkpoint("run.warnings_queued")
 
-    notice_possible = steps.notice_possible(connection, scope)
+    notice_possible = steps.any_notice_given(connection, scope)
     counts = steps.count_base(connection, scope, notice_possible=notice_possible)
     report.on_hold = counts.on_hold
     report.deferred = counts.past_grace - counts.notice_given

@@ -36,9 +36,9 @@ from jobs.vocabulary import NOTICE_STATES, AuditEvent, CycleEnd, OwnershipEnd, W
 __all__ = [
     "BaseCounts",
     "RunScope",
+    "any_notice_given",
     "count_base",
     "newest_feed",
-    "notice_possible",
     "queue_warnings",
     "recycle",
     "take_changes",
@@ -355,7 +355,7 @@ class BaseCounts:
     active_or_in_grace: int
 
 
-def notice_possible(connection: Connection, scope: RunScope) -> bool:
+def any_notice_given(connection: Connection, scope: RunScope) -> bool:
     """Whether any warning at all gave the minimum notice for D. When none did (an imported base
     before its first warnings went out: its first nights), no number of the past-grace backlog
     can have notice, and the base's counts and the deferrals need not ask each of them (1.56
