@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
+from jobs.clock import local_date
+from jobs.sending.dispatcher import Dispatcher
 from jobs.vocabulary import AuditEvent, RunOutcome, WarningState
+from notifier.testing import InMemoryGateway
 from tests.support.world import World
 
 D = date(2026, 11, 20)
@@ -153,6 +156,8 @@ class TestOneNight:
             state = world.number(msisdn)
             assert state.in_pool is case.recycled, case.name
             assert (state.owner_id is None) is case.recycled, case.name
+            deferrals = world.events_of(msisdn).count(AuditEvent.RECYCLE_DEFERRED)
+            assert deferrals == int(case.deferred), case.name
         expected_queued: dict[int, int] = {}
         for case in CASES:
             if case.queued is not None:
@@ -204,6 +209,48 @@ class TestOneNight:
         assert custom.warnings_of(at_five) == [(1, 10, WarningState.PENDING)]
         assert custom.warnings_of(at_three) == [(1, 3, WarningState.PENDING)]
         assert custom.warnings_of(at_eleven) == []
+
+
+class TestImportedBase:
+    """The first nights of a base that arrives as a file, before any warning has gone out: no
+    warning anywhere has given notice, which the night asks once instead of for each number."""
+
+    def test_backlog_is_deferred_once_then_recycled_after_notice(self, world: World) -> None:
+        past = [world.next_msisdn() for _ in range(3)]
+        inside = world.next_msisdn()
+        world.import_subscribers(
+            [
+                (msisdn, f"owner-{index}", "en", validity_end_for(5))
+                for index, msisdn in enumerate(past)
+            ]
+            + [(inside, "owner-in", "km", validity_end_for(-7))]
+        )
+        world.fresh_feed(D)
+        first = world.run(D)
+        assert (first.recycled, first.deferred, first.withheld) == (0, 3, 0)
+        assert first.warnings_queued == {0: 3, 7: 1}
+        for msisdn in past:
+            assert world.warnings_of(msisdn) == [(1, 0, "pending")]
+            assert world.events_of(msisdn).count(AuditEvent.RECYCLE_DEFERRED) == 1
+
+        # The next night, still nothing sent: deferred, but recorded once per cycle.
+        next_day = D + timedelta(days=1)
+        world.fresh_feed(next_day)
+        assert (world.run(next_day).deferred, world.run_records()[-1].recycled) == (3, 0)
+        for msisdn in past:
+            assert world.events_of(msisdn).count(AuditEvent.RECYCLE_DEFERRED) == 1
+
+        # The final notices go out; once they are as old as the minimum notice, recycled.
+        sender = world.with_settings(send_window="00:00-24:00")
+        dispatcher = Dispatcher(sender.database, sender.settings, InMemoryGateway(), sender.clock)
+        assert dispatcher.drain().sent == 4
+        sent_on = local_date(world.clock.now(), world.settings.zone)
+        later = sent_on + timedelta(days=world.settings.min_notice_days)
+        world.fresh_feed(later)
+        report = world.run(later, allow_mass_recycle=True)
+        # The one that was inside the window is past grace too now, warned as long ago.
+        assert (report.recycled, report.deferred) == (4, 0)
+        assert all(world.number(msisdn).in_pool for msisdn in [*past, inside])
 
 
 class TestIdempotence:
