@@ -234,11 +234,7 @@ def _apply(
     if newest is not None and scope.as_of < newest:
         # The rules are state-based: the run for the later date already did this date's work,
         # and acting now on an older view of the calendar could only add a late warning.
-        counts = steps.count_base(
-            connection, scope, notice_possible=steps.any_notice_given(connection, scope)
-        )
-        report.on_hold = counts.on_hold
-        report.deferred = counts.past_grace - counts.notice_given
+        _count(connection, scope, report)
         report.messages.append(
             f"{scope.as_of.isoformat()} is before the newest completed run "
             f"({newest.isoformat()}), which already covered it: nothing queued or recycled"
@@ -250,10 +246,7 @@ def _apply(
     steps.queue_warnings(connection, scope, steps.take_changes(connection, scope))
     checkpoint("run.warnings_queued")
 
-    notice_possible = steps.any_notice_given(connection, scope)
-    counts = steps.count_base(connection, scope, notice_possible=notice_possible)
-    report.on_hold = counts.on_hold
-    report.deferred = counts.past_grace - counts.notice_given
+    counts, notice_possible = _count(connection, scope, report)
     feed = steps.newest_feed(connection)
     if feed_is_stale(feed, scope.as_of, settings.zone, settings.max_feed_age_hours):
         report.guards.append(Guard.STALE_FEED.value)
@@ -286,6 +279,18 @@ def _apply(
     steps.audit_queued_warnings(connection, scope)
     steps.audit_deferrals(connection, scope, notice_possible=notice_possible)
     report.warnings_queued = steps.warnings_queued_by_stage(connection, scope.run_id)
+
+
+def _count(
+    connection: Connection, scope: steps.RunScope, report: RunReport
+) -> tuple[steps.BaseCounts, bool]:
+    """The base's counts, into the report, and whether any warning gave notice at all (the
+    counts and the deferrals ask each number of the backlog only if one did)."""
+    notice_possible = steps.any_notice_given(connection, scope)
+    counts = steps.count_base(connection, scope, notice_possible=notice_possible)
+    report.on_hold = counts.on_hold
+    report.deferred = counts.past_grace - counts.notice_given
+    return counts, notice_possible
 
 
 class _Checkpoints:
