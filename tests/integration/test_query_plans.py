@@ -504,3 +504,57 @@ class TestTriggerPlans:
         assert nested, notices
         for plan in nested:
             assert "Nested Loop" not in plan, plan
+
+    def test_recycling_night_probes_each_changed_owner(
+        self, operator_world: World, tmp_path: Path
+    ) -> None:
+        """A night that recycles hundreds of numbers: the guard checks each number's ended
+        ownership and pool entry by a probe of its own, and never reads every ownership or
+        pool entry ever written to answer for all of them at once (a hashed sub-plan over the
+        whole table: 1.1 s a night at ten million numbers, and growing with the years of
+        history the ownerships keep)."""
+        world = operator_world
+        an_operators_night(world, tmp_path, 6000)
+        with world.database.write() as connection:  # every warning reached the subscriber
+            connection.execute(
+                sa.update(warnings)
+                .where(warnings.c.state == WarningState.PENDING)
+                .values(state=WarningState.SENT, final_at=world.clock.now(), final_on=D)
+            )
+        analyse(world)
+        later = D + timedelta(days=8)
+        world.fresh_feed(later)
+        with trigger_plans(world) as notices:
+            assert world.run(later, allow_mass_recycle=True).recycled > 500
+        guards = [plan for plan in notices if "Named Tuplestore Scan" in plan]
+        assert guards, notices[:5]
+        for plan in guards:
+            assert "hashed SubPlan" not in plan, plan
+            for table in ("ownerships", "resale_pool"):
+                assert f"Seq Scan on {table}" not in plan, plan
+
+
+@contextmanager
+def trigger_plans(world: World) -> Iterator[list[str]]:
+    """The plan of every statement the code's connections run, triggers' statements included,
+    as auto_explain sends them to the client."""
+    notices: list[str] = []
+
+    def connected(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.add_notice_handler(
+            lambda notice: notices.append(str(notice.message_primary))
+        )
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("LOAD 'auto_explain'")
+            cursor.execute("SET auto_explain.log_min_duration = 0")
+            cursor.execute("SET auto_explain.log_nested_statements = on")
+            cursor.execute("SET auto_explain.log_level = notice")
+        dbapi_connection.commit()
+
+    world.database.engine.dispose()
+    event.listen(world.database.engine, "connect", connected)
+    try:
+        yield notices
+    finally:
+        event.remove(world.database.engine, "connect", connected)
+        world.database.engine.dispose()
