@@ -246,7 +246,7 @@ def _apply(
     steps.queue_warnings(connection, scope, steps.take_changes(connection, scope))
     checkpoint("run.warnings_queued")
 
-    counts, notice_possible = _count(connection, scope, report)
+    counts = _count(connection, scope, report)
     feed = steps.newest_feed(connection)
     if feed_is_stale(feed, scope.as_of, settings.zone, settings.max_feed_age_hours):
         report.guards.append(Guard.STALE_FEED.value)
@@ -275,20 +275,19 @@ def _apply(
     steps.queue_final_notices(connection, scope)
     checkpoint("run.final_notices_queued")
     steps.audit_queued_warnings(connection, scope)
-    steps.audit_deferrals(connection, scope, notice_possible=notice_possible)
+    steps.audit_deferrals(connection, scope, any_due=counts.notice_given > 0)
     report.warnings_queued = steps.warnings_queued_by_stage(connection, scope.run_id)
 
 
-def _count(
-    connection: Connection, scope: steps.RunScope, report: RunReport
-) -> tuple[steps.BaseCounts, bool]:
-    """The base's counts, into the report, and whether any warning gave notice at all (the
-    counts and the deferrals ask each number of the backlog only if one did)."""
-    notice_possible = steps.any_notice_given(connection, scope)
-    counts = steps.count_base(connection, scope, notice_possible=notice_possible)
+def _count(connection: Connection, scope: steps.RunScope, report: RunReport) -> steps.BaseCounts:
+    """The base's counts, into the report. Whether any warning gave notice at all is asked first:
+    when none did, no number of the backlog is asked (see ``steps.any_notice_given``)."""
+    counts = steps.count_base(
+        connection, scope, notice_possible=steps.any_notice_given(connection, scope)
+    )
     report.on_hold = counts.on_hold
     report.deferred = counts.past_grace - counts.notice_given
-    return counts, notice_possible
+    return counts
 
 
 class _Checkpoints:

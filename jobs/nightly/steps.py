@@ -370,6 +370,18 @@ def any_notice_given(connection: Connection, scope: RunScope) -> bool:
     return found is not None
 
 
+# The numbers a night recycles, chosen by ``count_base`` (whose count the guards judge) before
+# anything is written: every statement of the recycle then reads this set, and each number is
+# written once (marking the numbers first, then ending their cycles, wrote each twice).
+run_recycled = sa.Table(
+    "run_recycled",
+    _queue_metadata,
+    sa.Column("msisdn", numbers.c.msisdn.type, primary_key=True),
+    prefixes=["TEMPORARY"],
+    postgresql_on_commit="DROP",
+)
+
+
 def count_base(connection: Connection, scope: RunScope, *, notice_possible: bool) -> BaseCounts:
     """Count held numbers, numbers past grace (with and without notice) and the live base. The
     numbers due (past grace, with notice) are chosen here, into ``run_recycled``, for
@@ -413,18 +425,6 @@ def newest_feed(connection: Connection) -> datetime | None:
     ).one()
     moments = [moment for moment in (newest_topup, newest_watermark) if moment is not None]
     return max(moments) if moments else None
-
-
-# The numbers a night recycles, chosen by ``count_base`` (whose count the guards judge) before
-# anything is written: every statement of the recycle then reads this set, and each number is
-# written once (marking the numbers first, then ending their cycles, wrote each twice).
-run_recycled = sa.Table(
-    "run_recycled",
-    _queue_metadata,
-    sa.Column("msisdn", numbers.c.msisdn.type, primary_key=True),
-    prefixes=["TEMPORARY"],
-    postgresql_on_commit="DROP",
-)
 
 
 def _chosen(connection: Connection) -> ColumnElement[bool]:
@@ -530,9 +530,12 @@ run_deferrals = sa.Table(
 )
 
 
-def audit_deferrals(connection: Connection, scope: RunScope, *, notice_possible: bool) -> None:
+def audit_deferrals(connection: Connection, scope: RunScope, *, any_due: bool) -> None:
     """Record, once per number and cycle, that its recycle waits for the minimum notice (the
-    numbers are chosen first, then their events written: see ``run_queue``)."""
+    numbers are chosen first, then their events written: see ``run_queue``). A past-grace
+    number waits when ``count_base`` did not find it due: the same question under the same
+    lock, answered once (asked again here, it probed the warnings of every number of the
+    backlog a second time). ``any_due``: whether it found any (if not, nothing is asked)."""
     # "Not deferred yet in this cycle": a probe of the partial index of deferral events.
     already = _probe(
         sa.select(_found()).where(
@@ -541,6 +544,8 @@ def audit_deferrals(connection: Connection, scope: RunScope, *, notice_possible:
             audit_events.c.cycle == numbers.c.cycle,
         )
     )
+    # Not due tonight: a probe of the work table's key, whatever its size.
+    due = _probe(sa.select(_found()).where(run_recycled.c.msisdn == numbers.c.msisdn))
     if connection.dialect.name == "sqlite":
         connection.exec_driver_sql("DROP TABLE IF EXISTS temp.run_deferrals")
     run_deferrals.create(connection)
@@ -553,7 +558,7 @@ def audit_deferrals(connection: Connection, scope: RunScope, *, notice_possible:
                 _owned,
                 _not_held,
                 _past_grace(scope),
-                _notice_warning(scope).is_(None) if notice_possible else sa.true(),
+                due.is_(None) if any_due else sa.true(),
                 already.is_(None),
             ),
         )

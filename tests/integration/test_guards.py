@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 import pytest
 
 from jobs.errors import FutureDateError
-from jobs.vocabulary import Guard, RunOutcome, WarningState
+from jobs.vocabulary import AuditEvent, Guard, RunOutcome, WarningState
 from tests.support.world import World, as_of_noon
 
 D = date(2026, 11, 20)
@@ -68,6 +68,20 @@ class TestStaleFeed:
         report = world.run(D)
         assert (Guard.STALE_FEED in report.guards) is stale
         assert world.number(due[0]).in_pool is not stale
+
+    def test_withheld_is_not_deferred(self, world: World) -> None:
+        """A withheld night records a deferral only for the numbers that wait for notice: a
+        number with notice given waits for the guard, not for notice, and its record says so
+        (the run's withheld count), never a `recycle.deferred` event."""
+        due = due_for_recycling(world, 1)
+        waiting = world.add_number(D - timedelta(days=92))  # past grace, never warned
+        healthy_base(world, 98)
+        report = world.run(D)
+        assert report.guards == [Guard.STALE_FEED]
+        assert (report.recycled, report.withheld, report.deferred) == (0, 1, 1)
+        for msisdn in due:
+            assert AuditEvent.RECYCLE_DEFERRED not in world.events_of(msisdn), msisdn
+        assert world.events_of(waiting).count(AuditEvent.RECYCLE_DEFERRED) == 1
 
     def test_released_by_a_fresh_import(self, world: World) -> None:
         """Once a fresh feed arrives, a rerun of the same date recycles."""
