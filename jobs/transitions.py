@@ -145,7 +145,24 @@ def _cancel_open_warnings(connection: Connection, reason: CycleEnd) -> None:
         "lease_expires_at": None,
     }
     if connection.dialect.name != "postgresql":
-        connection.execute(sa.update(warnings).where(open_warning).values(**cancelled))
+        # The states written out, not bound: SQLite uses a partial index only for a query whose
+        # condition is the index's own, which a parameter cannot be; bound, it read every
+        # warning ever queued.
+        written_out: sa.BindParameter[list[str]] = sa.bindparam(
+            "open_states",
+            [state.value for state in OPEN_STATES],
+            expanding=True,
+            literal_execute=True,
+        )
+        connection.execute(
+            sa.update(warnings)
+            .where(
+                warnings.c.msisdn == ending_cycles.c.msisdn,
+                warnings.c.cycle == ending_cycles.c.cycle,
+                warnings.c.state.in_(written_out),
+            )
+            .values(**cancelled)
+        )
         return
     work_table(connection, ending_warnings)
     probe = (
