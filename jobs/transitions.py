@@ -131,13 +131,25 @@ def _cancel_open_warnings(connection: Connection, reason: CycleEnd) -> None:
     around), into a work table of their ids, and then updated by primary key. Joined in one
     UPDATE, a night that had just queued two million warnings, on statistics that said no
     warning was open, was planned as a loop over the warnings that rescanned every ending cycle
-    for each one (seen at ten million numbers; tests/integration/test_query_plans.py). SQLite's
-    planner walks the small table and probes the index by itself.
+    for each one (seen at ten million numbers; tests/integration/test_query_plans.py). On
+    SQLite one UPDATE reads the open warnings by their partial index (ix_warnings_open) and
+    probes the small table for each.
     """
+    states: Any = OPEN_STATES
+    if connection.dialect.name != "postgresql":
+        # The states written out, not bound: SQLite uses a partial index only for a query whose
+        # condition is the index's own, which a parameter cannot be; bound, it read every
+        # warning ever queued (tests/integration/test_sqlite_plans.py).
+        states = sa.bindparam(
+            "open_states",
+            [state.value for state in OPEN_STATES],
+            expanding=True,
+            literal_execute=True,
+        )
     open_warning = sa.and_(
         warnings.c.msisdn == ending_cycles.c.msisdn,
         warnings.c.cycle == ending_cycles.c.cycle,
-        warnings.c.state.in_(OPEN_STATES),
+        warnings.c.state.in_(states),
     )
     cancelled = {
         "state": WarningState.CANCELLED,
@@ -145,24 +157,7 @@ def _cancel_open_warnings(connection: Connection, reason: CycleEnd) -> None:
         "lease_expires_at": None,
     }
     if connection.dialect.name != "postgresql":
-        # The states written out, not bound: SQLite uses a partial index only for a query whose
-        # condition is the index's own, which a parameter cannot be; bound, it read every
-        # warning ever queued.
-        written_out: sa.BindParameter[list[str]] = sa.bindparam(
-            "open_states",
-            [state.value for state in OPEN_STATES],
-            expanding=True,
-            literal_execute=True,
-        )
-        connection.execute(
-            sa.update(warnings)
-            .where(
-                warnings.c.msisdn == ending_cycles.c.msisdn,
-                warnings.c.cycle == ending_cycles.c.cycle,
-                warnings.c.state.in_(written_out),
-            )
-            .values(**cancelled)
-        )
+        connection.execute(sa.update(warnings).where(open_warning).values(**cancelled))
         return
     work_table(connection, ending_warnings)
     probe = (
