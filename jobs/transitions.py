@@ -25,11 +25,10 @@ from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
-from jobs.database.functions import add_days
+from jobs.database.functions import add_days, any_of
 from jobs.database.schema import number_changes, numbers, runs, warnings
 from jobs.rules import Rules
 from jobs.vocabulary import OPEN_STATES, CycleEnd, WarningState
@@ -170,10 +169,6 @@ def _cancel_open_warnings(connection: Connection, reason: CycleEnd) -> None:
     )
     # By primary key, from an array made once: an index scan whatever the statistics say of
     # either table (joined, a loop could rescan the work table for every warning).
-    chosen = sa.cast(
-        sa.select(sa.func.array_agg(ending_warnings.c.id)).scalar_subquery(),
-        postgresql.ARRAY(sa.Integer),
-    )
     connection.execute(
-        sa.update(warnings).where(warnings.c.id == sa.any_(chosen)).values(**cancelled)
+        sa.update(warnings).where(any_of(warnings.c.id, ending_warnings.c.id)).values(**cancelled)
     )

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
-__all__ = ["add_days", "insert_selected", "named_select"]
+__all__ = ["add_days", "any_of", "insert_selected", "named_select"]
 
 
 class add_days(FunctionElement[Any]):  # noqa: N801  (SQL functions read as lower case)
@@ -52,3 +53,14 @@ def named_select(**columns: Any) -> sa.Select[tuple[Any, ...]]:
 def insert_selected(table: sa.Table, select: sa.Select[Any]) -> sa.Insert:
     """``INSERT INTO table (its columns, by the select's names) SELECT …``."""
     return table.insert().from_select([column.name for column in select.selected_columns], select)
+
+
+def any_of(key: sa.ColumnElement[Any], values: sa.Column[Any]) -> sa.ColumnElement[bool]:
+    """PostgreSQL: ``key`` is one of the ``values`` of a work table, asked as an array made once
+    and matched by ``key``'s index, whatever the statistics say. Joined to the work table, or
+    as IN, the planner may hash the whole keyed table instead of probing it once per value, or
+    loop over it rescanning the work table (tests/integration/test_query_plans.py)."""
+    array = sa.cast(
+        sa.select(sa.func.array_agg(values)).scalar_subquery(), postgresql.ARRAY(values.type)
+    )
+    return key == sa.any_(array)

@@ -11,12 +11,11 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from jobs.database.audit import record_events
-from jobs.database.functions import insert_selected, named_select
+from jobs.database.functions import any_of, insert_selected, named_select
 from jobs.database.schema import (
     audit_events,
     imports,
@@ -196,13 +195,18 @@ def _write_queue(connection: Connection, chosen: sa.Select[tuple[object, ...]]) 
     connection.execute(insert_selected(warnings, sa.select(*(run_queue.c[name] for name in names))))
 
 
-run_changed = sa.Table(
-    "run_changed",
-    _queue_metadata,
-    sa.Column("msisdn", numbers.c.msisdn.type, primary_key=True),
-    prefixes=["TEMPORARY"],
-    postgresql_on_commit="DROP",
-)
+def _numbers_set(name: str) -> sa.Table:
+    """A temporary table of distinct numbers, for one run's transaction."""
+    return sa.Table(
+        name,
+        _queue_metadata,
+        sa.Column("msisdn", numbers.c.msisdn.type, primary_key=True),
+        prefixes=["TEMPORARY"],
+        postgresql_on_commit="DROP",
+    )
+
+
+run_changed = _numbers_set("run_changed")
 
 
 def take_changes(connection: Connection, scope: RunScope) -> list[date] | None:
@@ -373,13 +377,7 @@ def any_notice_given(connection: Connection, scope: RunScope) -> bool:
 # The numbers a night recycles, chosen by ``count_base`` (whose count the guards judge) before
 # anything is written: every statement of the recycle then reads this set, and each number is
 # written once (marking the numbers first, then ending their cycles, wrote each twice).
-run_recycled = sa.Table(
-    "run_recycled",
-    _queue_metadata,
-    sa.Column("msisdn", numbers.c.msisdn.type, primary_key=True),
-    prefixes=["TEMPORARY"],
-    postgresql_on_commit="DROP",
-)
+run_recycled = _numbers_set("run_recycled")
 
 
 def count_base(connection: Connection, scope: RunScope, *, notice_possible: bool) -> BaseCounts:
@@ -428,17 +426,12 @@ def newest_feed(connection: Connection) -> datetime | None:
 
 
 def _chosen(connection: Connection) -> ColumnElement[bool]:
-    """The numbers of ``run_recycled``. On PostgreSQL as an array made once and matched by the
-    numbers' key: joined, or as IN, the planner may hash every ownership or number instead of
-    probing the chosen few (13 s and 217 s at ten million numbers, seen in a version that
-    joined; tests/integration/test_query_plans.py)."""
+    """The numbers of ``run_recycled``: on PostgreSQL by ``any_of`` (a version that joined the
+    work table had the planner hash every ownership: 13 s and 217 s at ten million numbers);
+    SQLite probes the numbers' key by itself."""
     if connection.dialect.name != "postgresql":
         return numbers.c.msisdn.in_(sa.select(run_recycled.c.msisdn))
-    chosen = sa.cast(
-        sa.select(sa.func.array_agg(run_recycled.c.msisdn)).scalar_subquery(),
-        postgresql.ARRAY(numbers.c.msisdn.type),
-    )
-    return numbers.c.msisdn == sa.any_(chosen)
+    return any_of(numbers.c.msisdn, run_recycled.c.msisdn)
 
 
 def recycle(connection: Connection, scope: RunScope, due: int) -> int:

@@ -235,6 +235,23 @@ def an_operators_night(world: World, folder: Path, count: int, offset: int = 0) 
     import_topups(world.database, following, world.settings, world.clock, actor="feed")
 
 
+def a_recycling_night_ahead(world: World, tmp_path: Path) -> date:
+    """An operator's night (analysed when no ownership had ended), every warning then sent:
+    returns the date, eight days on and with a fresh feed, whose night recycles a thousand
+    numbers or so."""
+    an_operators_night(world, tmp_path, 6000)
+    with world.database.write() as connection:  # every warning reached the subscriber
+        connection.execute(
+            sa.update(warnings)
+            .where(warnings.c.state == WarningState.PENDING)
+            .values(state=WarningState.SENT, final_at=world.clock.now(), final_on=D)
+        )
+    analyse(world)
+    later = D + timedelta(days=8)
+    world.fresh_feed(later)
+    return later
+
+
 @pytest.fixture
 def operator_world(world: World) -> World:
     world.clock.moment = as_of_noon(D, world.settings)
@@ -364,16 +381,7 @@ class TestPlansStayLinear:
         numbers a version that joined the ownerships to a work table of the recycled numbers
         spent 217 s in the pool's insert; not what the night does now)."""
         world = operator_world
-        an_operators_night(world, tmp_path, 6000)
-        with world.database.write() as connection:  # every warning reached the subscriber
-            connection.execute(
-                sa.update(warnings)
-                .where(warnings.c.state == WarningState.PENDING)
-                .values(state=WarningState.SENT, final_at=world.clock.now(), final_on=D)
-            )
-        analyse(world)
-        later = D + timedelta(days=8)
-        world.fresh_feed(later)
+        later = a_recycling_night_ahead(world, tmp_path)
         with recorded(world) as night:
             assert world.run(later, allow_mass_recycle=True).recycled > 500
         assert night.problems() == [], "\n".join(night.problems())
@@ -491,10 +499,7 @@ class TestTriggerPlans:
         notices: list[str] = []
         with psycopg.connect(url.render_as_string(hide_password=False)) as connection:
             connection.add_notice_handler(lambda notice: notices.append(notice.message_primary))
-            connection.execute("LOAD 'auto_explain'")
-            connection.execute("SET auto_explain.log_min_duration = 0")
-            connection.execute("SET auto_explain.log_nested_statements = on")
-            connection.execute("SET auto_explain.log_level = notice")
+            explain_to_client(connection)
             for _ in range(6):
                 connection.execute("UPDATE numbers SET validity_end = validity_end WHERE false")
             notices.clear()
@@ -514,16 +519,7 @@ class TestTriggerPlans:
         whole table: 1.1 s a night at ten million numbers, and growing with the years of
         history the ownerships keep)."""
         world = operator_world
-        an_operators_night(world, tmp_path, 6000)
-        with world.database.write() as connection:  # every warning reached the subscriber
-            connection.execute(
-                sa.update(warnings)
-                .where(warnings.c.state == WarningState.PENDING)
-                .values(state=WarningState.SENT, final_at=world.clock.now(), final_on=D)
-            )
-        analyse(world)
-        later = D + timedelta(days=8)
-        world.fresh_feed(later)
+        later = a_recycling_night_ahead(world, tmp_path)
         with trigger_plans(world) as notices:
             assert world.run(later, allow_mass_recycle=True).recycled > 500
         guards = [plan for plan in notices if "Named Tuplestore Scan" in plan]
@@ -532,6 +528,18 @@ class TestTriggerPlans:
             assert "hashed SubPlan" not in plan, plan
             for table in ("ownerships", "resale_pool"):
                 assert f"Seq Scan on {table}" not in plan, plan
+
+
+def explain_to_client(connection: psycopg.Connection[Any]) -> None:
+    """Have auto_explain send the plan of every statement, triggers' own included, to this
+    connection's client as a notice."""
+    for statement in (
+        "LOAD 'auto_explain'",
+        "SET auto_explain.log_min_duration = 0",
+        "SET auto_explain.log_nested_statements = on",
+        "SET auto_explain.log_level = notice",
+    ):
+        connection.execute(statement)
 
 
 @contextmanager
@@ -544,11 +552,7 @@ def trigger_plans(world: World) -> Iterator[list[str]]:
         dbapi_connection.add_notice_handler(
             lambda notice: notices.append(str(notice.message_primary))
         )
-        with dbapi_connection.cursor() as cursor:
-            cursor.execute("LOAD 'auto_explain'")
-            cursor.execute("SET auto_explain.log_min_duration = 0")
-            cursor.execute("SET auto_explain.log_nested_statements = on")
-            cursor.execute("SET auto_explain.log_level = notice")
+        explain_to_client(dbapi_connection)
         dbapi_connection.commit()
 
     world.database.engine.dispose()
