@@ -67,14 +67,15 @@ class Step:
         )
 
 
-def timed(name: str, rows: int, url: str, *args: str) -> Step:
-    """Run one recycler command in a child process; wall time and that child's peak RSS."""
+def timed(name: str, rows: int, url: str, *args: str, tree: Path = ROOT) -> Step:
+    """Run one recycler command in a child process (the code of ``tree``, a checkout); wall
+    time and that child's peak RSS."""
     env = {**os.environ, "RECYCLER_DATABASE_URL": url, "RECYCLER_LOG_FORMAT": "json"}
     started = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "-m", "jobs", *args],
         env=env,
-        cwd=ROOT,
+        cwd=tree,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -116,9 +117,12 @@ def pretend_sent_and_fresh(database: Database, day: date) -> None:
         )
 
 
-def topup_file(database: Database, folder: Path, count: int, day: date) -> Path:
-    """A top-up feed for `count` existing numbers, made the evening before `day`."""
-    path = folder / "topups.csv"
+def topup_file(
+    database: Database, folder: Path, count: int, day: date, *, prefix: str = "bench", skip: int = 0
+) -> Path:
+    """A top-up feed for `count` existing numbers (after the first `skip`), made the evening
+    before `day`; its ids start with `prefix`."""
+    path = folder / f"topups-{prefix}.csv"
     moment = datetime.combine(day - timedelta(days=1), datetime.min.time(), ZONE) + timedelta(
         hours=18
     )
@@ -126,11 +130,15 @@ def topup_file(database: Database, folder: Path, count: int, day: date) -> Path:
         writer = csv.writer(handle)
         writer.writerow(["topup_id", "msisdn", "topped_up_at", "validity_end", "amount"])
         rows = connection.execution_options(yield_per=10_000).execute(
-            sa.select(numbers.c.msisdn).where(numbers.c.owner_id.is_not(None)).limit(count)
+            sa.select(numbers.c.msisdn)
+            .where(numbers.c.owner_id.is_not(None))
+            .order_by(numbers.c.msisdn)
+            .offset(skip)
+            .limit(count)
         )
         for index, (msisdn,) in enumerate(rows):
             writer.writerow(
-                [f"bench-{index}", msisdn, moment.isoformat(), day + timedelta(days=30), "5.00"]
+                [f"{prefix}-{index}", msisdn, moment.isoformat(), day + timedelta(days=30), "5.00"]
             )
     return path
 
