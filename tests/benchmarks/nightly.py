@@ -185,6 +185,21 @@ def bench_import(
     return steps
 
 
+def seed_step(url: str, subscribers: int, day: date, *, tree: Path = ROOT) -> Step:
+    """``recycler seed`` of a base as it stands on ``day``, timed."""
+    return timed(
+        "seed",
+        subscribers,
+        url,
+        "seed",
+        "--subscribers",
+        str(subscribers),
+        "--as-of",
+        day.isoformat(),
+        tree=tree,
+    )
+
+
 def bench_seed(url: str, subscribers: int, folder: Path, topup_share: float = 0.1) -> list[Step]:
     """The seed path: a synthetic base that has been running for a while; between the nights
     everything is sent and ``topup_share`` of the base tops up."""
@@ -192,18 +207,7 @@ def bench_seed(url: str, subscribers: int, folder: Path, topup_share: float = 0.
     first_day = today - timedelta(days=1)
     database = Database(url)
     steps = [timed("db upgrade", 0, url, "db", "upgrade")]
-    steps.append(
-        timed(
-            "seed",
-            subscribers,
-            url,
-            "seed",
-            "--subscribers",
-            str(subscribers),
-            "--as-of",
-            first_day.isoformat(),
-        )
-    )
+    steps.append(seed_step(url, subscribers, first_day))
     first = timed("first night's run", subscribers, url, "run", "--date", first_day.isoformat())
     first.inner_seconds = run_seconds(database)
     steps.append(first)

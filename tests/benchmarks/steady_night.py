@@ -39,6 +39,7 @@ from tests.benchmarks.nightly import (  # noqa: E402
     ZONE,
     pretend_sent_and_fresh,
     run_seconds,
+    seed_step,
     timed,
     topup_file,
 )
@@ -63,17 +64,7 @@ def build_template(url: str, subscribers: int, folder: Path, tree: Path) -> str:
     database = Database(url)
     daily = max(subscribers * 26 // 1000, 1)
     timed("db upgrade", 0, url, "db", "upgrade", tree=tree)
-    seeded = timed(
-        "seed",
-        subscribers,
-        url,
-        "seed",
-        "--subscribers",
-        str(subscribers),
-        "--as-of",
-        days[0].isoformat(),
-        tree=tree,
-    )
+    seeded = seed_step(url, subscribers, days[0], tree=tree)
     print(f"  seeded {subscribers:,} numbers in {seeded.seconds:.1f} s", flush=True)
     for night, (day, following) in enumerate(itertools.pairwise(days)):
         timed("night", subscribers, url, "run", "--date", day.isoformat(), tree=tree)
