@@ -15,6 +15,9 @@ seconds, the WAL it wrote and what it did.
     python tests/benchmarks/steady_night.py --server postgresql+psycopg://postgres@127.0.0.1/test \\
         --subscribers 1000000 --tries 3 --tree /path/to/an/older/checkout .
 
+A base of 10,000,000 takes about ten minutes to build: ``--keep`` keeps it, and ``--template
+NAME`` (the name it printed) tries its night again, with any trees, without building it again.
+
 docs/scaling.md ("A steady night, statement by statement") has the figures at 10,000,000.
 """
 
@@ -35,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from jobs.database.engine import Database  # noqa: E402
 from jobs.database.schema import runs  # noqa: E402
+from jobs.nightly.records import COMPLETED  # noqa: E402
 from tests.benchmarks.nightly import (  # noqa: E402
     ZONE,
     pretend_sent_and_fresh,
@@ -77,6 +81,17 @@ def build_template(url: str, subscribers: int, folder: Path, tree: Path) -> str:
     vacuum(url)
     print(f"  template ready: the night of {days[2].isoformat()} is tried", flush=True)
     return days[2].isoformat()
+
+
+def night_after(url: str) -> str:
+    """The night a kept template was prepared for: the day after its last completed night."""
+    database = Database(url)
+    with database.read() as connection:
+        last = connection.execute(
+            sa.select(sa.func.max(runs.c.as_of)).where(COMPLETED)
+        ).scalar_one()
+    database.dispose()
+    return (last + timedelta(days=1)).isoformat()
 
 
 def vacuum(url: str) -> None:
@@ -144,18 +159,28 @@ def main() -> None:
         "--tree", type=Path, nargs="+", default=[ROOT], help="checkouts whose code runs the night"
     )
     parser.add_argument("--keep", action="store_true", help="keep the template databases")
+    parser.add_argument(
+        "--template",
+        help="a template kept by an earlier --keep (built by the first tree's code): tried "
+        "again without seeding; it is kept",
+    )
     arguments = parser.parse_args()
     admin = sa.create_engine(arguments.server, isolation_level="AUTOCOMMIT")
     trees = [tree.resolve() for tree in arguments.tree]
-    first = f"recycler_steady_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{first}"')
+    first = arguments.template or f"recycler_steady_{uuid.uuid4().hex[:8]}"
+    url = admin.url.set(database=first).render_as_string(hide_password=False)
+    if arguments.template is None:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{first}"')
     templates = {trees[0]: first}
-    print(f"PostgreSQL, {arguments.subscribers:,} subscribers, steady night")
+    size = f"{arguments.subscribers:,} subscribers" if arguments.template is None else first
+    print(f"PostgreSQL, {size}, steady night")
     try:
-        url = admin.url.set(database=first).render_as_string(hide_password=False)
-        with tempfile.TemporaryDirectory() as folder:
-            day = build_template(url, arguments.subscribers, Path(folder), trees[0])
+        if arguments.template is None:
+            with tempfile.TemporaryDirectory() as folder:
+                day = build_template(url, arguments.subscribers, Path(folder), trees[0])
+        else:
+            day = night_after(url)
         for tree in trees[1:]:
             templates[tree] = upgraded_copy(admin, first, tree)
         print(
@@ -167,7 +192,7 @@ def main() -> None:
                 print(one_try(admin, templates[tree], day, tree), flush=True)
     finally:
         for tree, name in templates.items():
-            if arguments.keep:
+            if arguments.keep or name == arguments.template:
                 print(f"  kept for {tree}: {admin.url.set(database=name)}")
             else:
                 with admin.connect() as connection:

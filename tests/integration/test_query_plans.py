@@ -562,3 +562,18 @@ def trigger_plans(world: World) -> Iterator[list[str]]:
     finally:
         event.remove(world.database.engine, "connect", connected)
         world.database.engine.dispose()
+
+
+class TestSessionSettings:
+    """What recycler's own sessions ask of the server, whatever the server's defaults."""
+
+    def test_work_tables_kept_in_memory_and_no_jit(self, operator_world: World) -> None:
+        """Temporary work tables (the night's queue, an import's staging rows) stay in the
+        session's buffers up to 256 MB instead of PostgreSQL's 8 MB, and no statement waits
+        for the JIT compiler."""
+        with operator_world.database.read() as connection:
+            settings = {
+                name: connection.exec_driver_sql(f"SHOW {name}").scalar_one()
+                for name in ("temp_buffers", "jit")
+            }
+        assert settings == {"temp_buffers": "256MB", "jit": "off"}
