@@ -18,7 +18,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from jobs.database.schema import audit_events
 from jobs.vocabulary import AuditEvent
 
-__all__ = ["record_events"]
+__all__ = ["events_from", "record_events"]
 
 
 def record_events(
@@ -37,6 +37,33 @@ def record_events(
 
     ``columns`` are further audit columns: SQL expressions over `source`, or plain values.
     """
+    statement = events_from(
+        source,
+        condition,
+        now=now,
+        actor=actor,
+        event_type=event_type,
+        msisdn=msisdn,
+        reason=reason,
+        **columns,
+    )
+    result = connection.execution_options(preserve_rowcount=True).execute(statement)
+    return result.rowcount
+
+
+def events_from(
+    source: FromClause,
+    condition: ColumnElement[bool],
+    *,
+    now: datetime,
+    actor: str,
+    event_type: AuditEvent | ColumnElement[Any],
+    msisdn: ColumnElement[Any],
+    reason: str | ColumnElement[Any] | None = None,
+    **columns: Any,
+) -> sa.Insert:
+    """The INSERT … SELECT of ``record_events``, not yet run: for a statement that writes its
+    events from the rows another part of it changed (a data-modifying WITH on PostgreSQL)."""
     chosen: dict[str, Any] = {
         "occurred_at": sa.literal(now, audit_events.c.occurred_at.type),
         "event_type": event_type
@@ -50,9 +77,6 @@ def record_events(
             for name, value in columns.items()
         },
     }
-    result = connection.execution_options(preserve_rowcount=True).execute(
-        audit_events.insert().from_select(
-            list(chosen), sa.select(*chosen.values()).select_from(source).where(condition)
-        )
+    return audit_events.insert().from_select(
+        list(chosen), sa.select(*chosen.values()).select_from(source).where(condition)
     )
-    return result.rowcount

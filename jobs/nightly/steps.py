@@ -12,9 +12,10 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.base import ReadOnlyColumnCollection
 from sqlalchemy.sql.elements import ColumnElement
 
-from jobs.database.audit import record_events
+from jobs.database.audit import events_from, record_events
 from jobs.database.functions import any_of, insert_selected, named_select
 from jobs.database.schema import (
     audit_events,
@@ -442,7 +443,8 @@ def recycle(connection: Connection, scope: RunScope, due: int) -> int:
     if due == 0:
         return 0
     marked = sa.and_(_chosen(connection), _owned)
-    connection.execute(
+    # Each number's open ownership ends, and records the validity end it ended with.
+    end_ownerships = (
         sa.update(ownerships)
         .where(ownerships.c.ended_at.is_(None), ownerships.c.msisdn == numbers.c.msisdn, marked)
         .values(
@@ -454,49 +456,36 @@ def recycle(connection: Connection, scope: RunScope, due: int) -> int:
             final_validity_end=numbers.c.validity_end,
         )
     )
-    connection.execute(
-        resale_pool.insert().from_select(
-            [
-                "msisdn",
-                "previous_ownership_id",
-                "recycled_by_run_id",
-                "entered_at",
-                "entered_on",
-                "available_from",
-            ],
-            sa.select(
+    if connection.dialect.name == "postgresql":
+        # One statement: the pool entries and the events are written from the rows the
+        # update returns, where three statements found the same numbers and ownerships three
+        # times (62,000 numbers recycled in a steady night at ten million: 4.2-4.8 s for the
+        # three, 2.8-3.2 s for the one). SQLite has no data-modifying WITH.
+        ended = end_ownerships.returning(
+            ownerships.c.msisdn,
+            ownerships.c.id,
+            numbers.c.owner_id,
+            numbers.c.cycle,
+            numbers.c.validity_end,
+        ).cte("ended_ownerships")
+        pooled = _pool_entries(scope, ended.c.msisdn, ended.c.id, ended, sa.true()).cte("pooled")
+        connection.execute(_recycled_events(scope, ended, ended.c, sa.true()).add_cte(pooled))
+    else:
+        connection.execute(end_ownerships)
+        connection.execute(
+            _pool_entries(
+                scope,
                 ownerships.c.msisdn,
                 ownerships.c.id,
-                sa.literal(scope.run_id),
-                sa.literal(scope.now, resale_pool.c.entered_at.type),
-                sa.literal(scope.as_of, sa.Date),
-                sa.literal(scope.available_from, sa.Date),
-            ).where(
-                marked,
-                ownerships.c.msisdn == numbers.c.msisdn,
-                ownerships.c.run_id == scope.run_id,
-                ownerships.c.end_cause == OwnershipEnd.RECYCLE,
-            ),
+                ownerships.join(numbers, ownerships.c.msisdn == numbers.c.msisdn),
+                sa.and_(
+                    marked,
+                    ownerships.c.run_id == scope.run_id,
+                    ownerships.c.end_cause == OwnershipEnd.RECYCLE,
+                ),
+            )
         )
-    )
-    record_events(
-        connection,
-        numbers,
-        marked,
-        now=scope.now,
-        actor=scope.actor,
-        event_type=AuditEvent.NUMBER_RECYCLED,
-        msisdn=numbers.c.msisdn,
-        reason=(
-            f"grace ended before {scope.as_of.isoformat()}, and a warning of this cycle was "
-            f"accepted by the gateway (or refused for the number itself) on or before "
-            f"{scope.notice_cutoff.isoformat()}"
-        ),
-        run_id=scope.run_id,
-        owner_id=numbers.c.owner_id,
-        cycle=numbers.c.cycle,
-        validity_end_before=numbers.c.validity_end,
-    )
+        connection.execute(_recycled_events(scope, numbers, numbers.c, marked))
     return end_cycles(
         connection,
         marked,
@@ -508,6 +497,56 @@ def recycle(connection: Connection, scope: RunScope, due: int) -> int:
             "validity_end": None,
             "recycled_by_run_id": scope.run_id,
         },
+    )
+
+
+def _pool_entries(
+    scope: RunScope,
+    msisdn: ColumnElement[Any],
+    ownership_id: ColumnElement[Any],
+    source: sa.FromClause,
+    condition: ColumnElement[bool],
+) -> sa.Insert:
+    """The recycled numbers' entries into the resale pool, one per ended ownership."""
+    return insert_selected(
+        resale_pool,
+        named_select(
+            msisdn=msisdn,
+            previous_ownership_id=ownership_id,
+            recycled_by_run_id=scope.run_id,
+            entered_at=sa.literal(scope.now, resale_pool.c.entered_at.type),
+            entered_on=sa.literal(scope.as_of, sa.Date),
+            available_from=sa.literal(scope.available_from, sa.Date),
+        )
+        .select_from(source)
+        .where(condition),
+    )
+
+
+def _recycled_events(
+    scope: RunScope,
+    source: sa.FromClause,
+    number: ReadOnlyColumnCollection[str, Any],
+    condition: ColumnElement[bool],
+) -> sa.Insert:
+    """One ``number.recycled`` event per recycled number, from ``number``'s columns (its owner,
+    cycle and validity end before the recycle)."""
+    return events_from(
+        source,
+        condition,
+        now=scope.now,
+        actor=scope.actor,
+        event_type=AuditEvent.NUMBER_RECYCLED,
+        msisdn=number.msisdn,
+        reason=(
+            f"grace ended before {scope.as_of.isoformat()}, and a warning of this cycle was "
+            f"accepted by the gateway (or refused for the number itself) on or before "
+            f"{scope.notice_cutoff.isoformat()}"
+        ),
+        run_id=scope.run_id,
+        owner_id=number.owner_id,
+        cycle=number.cycle,
+        validity_end_before=number.validity_end,
     )
 
 
