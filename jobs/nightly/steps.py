@@ -459,8 +459,8 @@ def recycle(connection: Connection, scope: RunScope, due: int) -> int:
     if connection.dialect.name == "postgresql":
         # One statement: the pool entries and the events are written from the rows the
         # update returns, where three statements found the same numbers and ownerships three
-        # times (62,000 numbers recycled in a steady night at ten million: 4.2-4.8 s for the
-        # three, 2.8-3.2 s for the one). SQLite has no data-modifying WITH.
+        # times (62,000 numbers recycled in a steady night at ten million: 3.2-3.5 s for the
+        # three, 2.6-2.7 s for the one). SQLite has no data-modifying WITH.
         ended = end_ownerships.returning(
             ownerships.c.msisdn,
             ownerships.c.id,
