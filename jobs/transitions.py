@@ -134,17 +134,12 @@ def _cancel_open_warnings(connection: Connection, reason: CycleEnd) -> None:
     SQLite one UPDATE reads the open warnings by their partial index (ix_warnings_open) and
     probes the small table for each.
     """
-    states: Any = OPEN_STATES
-    if connection.dialect.name != "postgresql":
-        # The states written out, not bound: SQLite uses a partial index only for a query whose
-        # condition is the index's own, which a parameter cannot be; bound, it read every
-        # warning ever queued (tests/integration/test_sqlite_plans.py).
-        states = sa.bindparam(
-            "open_states",
-            [state.value for state in OPEN_STATES],
-            expanding=True,
-            literal_execute=True,
-        )
+    # The states written out, not bound: SQLite uses a partial index only for a query whose
+    # condition is the index's own, which a parameter cannot be; bound, it read every warning
+    # ever queued (tests/integration/test_sqlite_plans.py). PostgreSQL matches either form.
+    states: sa.BindParameter[list[str]] = sa.bindparam(
+        "open_states", [state.value for state in OPEN_STATES], expanding=True, literal_execute=True
+    )
     open_warning = sa.and_(
         warnings.c.msisdn == ending_cycles.c.msisdn,
         warnings.c.cycle == ending_cycles.c.cycle,

@@ -7,8 +7,9 @@ what, which number, who, why, and whatever columns the change adds.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Concatenate, ParamSpec
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -20,35 +21,7 @@ from jobs.vocabulary import AuditEvent
 
 __all__ = ["events_from", "record_events"]
 
-
-def record_events(
-    connection: Connection,
-    source: FromClause,
-    condition: ColumnElement[bool],
-    *,
-    now: datetime,
-    actor: str,
-    event_type: AuditEvent | ColumnElement[Any],
-    msisdn: ColumnElement[Any],
-    reason: str | ColumnElement[Any] | None = None,
-    **columns: Any,
-) -> int:
-    """One audit event per row of `source` meeting the condition; returns how many.
-
-    ``columns`` are further audit columns: SQL expressions over `source`, or plain values.
-    """
-    statement = events_from(
-        source,
-        condition,
-        now=now,
-        actor=actor,
-        event_type=event_type,
-        msisdn=msisdn,
-        reason=reason,
-        **columns,
-    )
-    result = connection.execution_options(preserve_rowcount=True).execute(statement)
-    return result.rowcount
+Parameters = ParamSpec("Parameters")
 
 
 def events_from(
@@ -62,8 +35,12 @@ def events_from(
     reason: str | ColumnElement[Any] | None = None,
     **columns: Any,
 ) -> sa.Insert:
-    """The INSERT … SELECT of ``record_events``, not yet run: for a statement that writes its
-    events from the rows another part of it changed (a data-modifying WITH on PostgreSQL)."""
+    """One audit event per row of `source` meeting the condition, as an INSERT … SELECT not yet
+    run (``record_events`` runs it; a statement may also write its events from the rows another
+    part of it changed, as a data-modifying WITH on PostgreSQL).
+
+    ``columns`` are further audit columns: SQL expressions over `source`, or plain values.
+    """
     chosen: dict[str, Any] = {
         "occurred_at": sa.literal(now, audit_events.c.occurred_at.type),
         "event_type": event_type
@@ -80,3 +57,20 @@ def events_from(
     return audit_events.insert().from_select(
         list(chosen), sa.select(*chosen.values()).select_from(source).where(condition)
     )
+
+
+def _run_on(
+    build: Callable[Parameters, sa.Insert],
+) -> Callable[Concatenate[Connection, Parameters], int]:
+    """The statement ``build`` makes, run on a connection; returns how many rows it wrote."""
+
+    def run(connection: Connection, /, *args: Parameters.args, **kwargs: Parameters.kwargs) -> int:
+        statement = build(*args, **kwargs)
+        return connection.execution_options(preserve_rowcount=True).execute(statement).rowcount
+
+    return run
+
+
+# ``events_from``'s events written at once, on a connection (its first argument); returns how
+# many. Same arguments as ``events_from`` after the connection, checked as such.
+record_events = _run_on(events_from)
