@@ -15,6 +15,7 @@ from jobs.database.schema import (
     ownerships,
     topups,
 )
+from jobs.importing.staging import StagingTable
 from jobs.transitions import note_changes
 
 __all__ = [
@@ -46,6 +47,20 @@ class DayReader:
         return out_of_range(day, self.column) or day
 
 
+# The new numbers of one import or seed, copied from its staging table in key order.
+_NEW_NUMBERS = sa.Table(
+    "staging_new_numbers",
+    sa.MetaData(),
+    sa.Column("msisdn", sa.String(16), nullable=False),
+    sa.Column("owner_id", sa.String(64), nullable=False),
+    sa.Column("language", sa.String(2), nullable=False),
+    sa.Column("validity_end", sa.Date, nullable=False),
+    sa.Column("owner_since", sa.Date),
+    prefixes=["TEMPORARY"],
+    postgresql_on_commit="DROP",
+)
+
+
 def add_owned_numbers(
     connection: Connection,
     source: sa.Table,
@@ -55,10 +70,33 @@ def add_owned_numbers(
     today: date,
     actor: str,
     cause: str,
-) -> None:
-    """New numbers, each with an open ownership, from the rows of a staging table that has
-    msisdn, owner_id, language and validity_end. The ownerships are written first: the
-    database checks each new number's ownership at the end of the statement that adds it."""
+) -> sa.Table:
+    """New numbers, each with an open ownership, from the rows of a staging table (msisdn,
+    owner_id, language, validity_end, perhaps owner_since) that meet the condition. Returns the
+    work table that holds them, for the caller's events.
+
+    The rows are first copied, in key order, into a narrow work table that the inserts then
+    read as it is stored: the ownerships', numbers' and events' indexes grow at their right
+    edge, and the staging table (its rows in the file's order, with their raw text) is walked
+    once by its index instead of once per insert. An export in account order, its numbers
+    scattered, imported a million numbers in 28-35 s on SQLite this way against 38-46 s (docs/
+    scaling.md). The ownerships are written first: the database checks each new number's
+    ownership at the end of the statement that adds it."""
+    work = StagingTable(connection, _NEW_NUMBERS).table
+    columns = [column.name for column in work.columns]
+    connection.execute(
+        work.insert().from_select(
+            columns,
+            sa.select(
+                *(
+                    source.c[name] if name in source.c else sa.null().cast(work.c[name].type)
+                    for name in columns
+                )
+            )
+            .where(condition)
+            .order_by(source.c.msisdn),
+        )
+    )
     connection.execute(
         ownerships.insert().from_select(
             [
@@ -72,37 +110,33 @@ def add_owned_numbers(
                 "owner_since",
             ],
             sa.select(
-                source.c.msisdn,
-                source.c.owner_id,
-                source.c.language,
+                work.c.msisdn,
+                work.c.owner_id,
+                work.c.language,
                 sa.literal(now, ownerships.c.started_at.type),
                 sa.literal(today, sa.Date),
                 sa.literal(cause),
                 sa.literal(actor),
-                source.c.owner_since if "owner_since" in source.c else sa.null().cast(sa.Date),
-            )
-            .where(condition)
-            .order_by(source.c.msisdn),
+                work.c.owner_since,
+            ),
         )
     )
     connection.execute(
         numbers.insert().from_select(
             ["msisdn", "owner_id", "language", "validity_end", "cycle", "on_hold", "updated_at"],
             sa.select(
-                source.c.msisdn,
-                source.c.owner_id,
-                source.c.language,
-                source.c.validity_end,
+                work.c.msisdn,
+                work.c.owner_id,
+                work.c.language,
+                work.c.validity_end,
                 sa.literal(1),
                 sa.false(),
                 sa.literal(now, numbers.c.updated_at.type),
-            )
-            .where(condition)
-            # In key order, the indexes grow at their right edge instead of all over.
-            .order_by(source.c.msisdn),
+            ),
         )
     )
-    note_changes(connection, sa.select(source.c.msisdn).where(condition))
+    note_changes(connection, sa.select(work.c.msisdn))
+    return work
 
 
 def insert_topups(

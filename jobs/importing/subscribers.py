@@ -178,11 +178,10 @@ def _merge(
 
 
 def _create(connection: Connection, table: sa.Table, context: ImportContext) -> None:
-    created = sa.and_(table.c.reject.is_(None), table.c.outcome.is_(None))
-    common.add_owned_numbers(
+    created = common.add_owned_numbers(
         connection,
         table,
-        created,
+        sa.and_(table.c.reject.is_(None), table.c.outcome.is_(None)),
         now=context.now,
         today=context.today,
         actor=context.actor,
@@ -190,14 +189,14 @@ def _create(connection: Connection, table: sa.Table, context: ImportContext) -> 
     )
     record_events(
         connection,
-        table,
         created,
+        sa.true(),
         now=context.now,
         actor=context.actor,
         event_type=AuditEvent.OWNERSHIP_STARTED,
-        msisdn=table.c.msisdn,
-        owner_id=table.c.owner_id,
-        validity_end_after=table.c.validity_end,
+        msisdn=created.c.msisdn,
+        owner_id=created.c.owner_id,
+        validity_end_after=created.c.validity_end,
         reason="imported from the subscriber file",
     )
 

@@ -3,12 +3,16 @@
 Not recycler's seed: the numbers are written the ways exports write them (national form with and
 without spaces, E.164, 855… without the plus), both languages, validity ends spread over the
 last 120 and the next 60 days, and the optional columns present in some files and absent in
-others. Generated row by row and streamed to disk, so that ten million rows take no memory.
+others. A subscriber export lists its rows in the billing system's order, not by number: its
+numbers come scattered, as an operator's do (a million numbers in number order imported a
+quarter faster on SQLite than the same file in another order, which hid a cost). Generated row by
+row and streamed to disk, so that ten million rows take no memory.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 import random
 from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
@@ -42,8 +46,18 @@ def _written(msisdn: str, rng: random.Random) -> str:
     return msisdn[1:]
 
 
+def _scattered(count: int) -> Iterator[int]:
+    """Every index below `count` once, in an order unrelated to the numbers' (an affine walk,
+    so no memory). A number keeps its index, and so its owner, in exports of any size."""
+    stride = 7_368_787  # a prime: coprime with every count it does not divide
+    while math.gcd(stride, count) != 1:
+        stride += 2
+    for position in range(count):
+        yield (stride * position + count // 3) % count
+
+
 def _rows(count: int, day: date, rng: random.Random, owner_since: bool) -> Iterator[list[str]]:
-    for index in range(count):
+    for index in _scattered(count):
         msisdn = msisdn_at(index)
         validity_end = day + timedelta(days=rng.randint(-120, 60))
         row = [
