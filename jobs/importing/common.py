@@ -76,12 +76,13 @@ def add_owned_numbers(
     work table that holds them, for the caller's events.
 
     The rows are first copied, in key order, into a narrow work table that the inserts then
-    read as it is stored: the ownerships', numbers' and events' indexes grow at their right
-    edge, and the staging table (its rows in the file's order, with their raw text) is walked
-    once by its index instead of once per insert. A million numbers from a file not in number
-    order imported in 28-37 s this way against 37-46 s on SQLite, and in 37-45 s against
-    43-56 s on PostgreSQL (docs/scaling.md, 2026-11-27). The ownerships are written first: the
-    database checks each new number's ownership at the end of the statement that adds it."""
+    read as it is stored (an order that only speed depends on): the ownerships', numbers' and
+    events' indexes grow at their right edge, and the staging table (its rows in the file's
+    order, with their raw text) is walked once by its index instead of once per insert. A
+    million numbers from a file not in number order imported in 28-37 s this way against
+    37-46 s on SQLite, and in 37-45 s against 43-56 s on PostgreSQL (docs/scaling.md,
+    2026-11-27). The ownerships are written first: the database checks each new number's
+    ownership at the end of the statement that adds it."""
     work = StagingTable(connection, _NEW_NUMBERS).table
     columns = [column.name for column in work.columns]
     connection.execute(

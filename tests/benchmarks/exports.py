@@ -50,7 +50,7 @@ def _scattered(count: int) -> Iterator[int]:
     """Every index below `count` once, in an order unrelated to the numbers' (an affine walk,
     so no memory). A number keeps its index, and so its owner, in exports of any size."""
     stride = 7_368_787  # a prime: coprime with every count it does not divide
-    while math.gcd(stride, count) != 1:
+    while count and math.gcd(stride, count) != 1:
         stride += 2
     for position in range(count):
         yield (stride * position + count // 3) % count
