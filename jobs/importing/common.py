@@ -15,8 +15,7 @@ from jobs.database.schema import (
     ownerships,
     topups,
 )
-from jobs.importing.staging import StagingTable
-from jobs.transitions import note_changes
+from jobs.transitions import note_changes, work_table
 
 __all__ = [
     "DayReader",
@@ -83,7 +82,7 @@ def add_owned_numbers(
     37-46 s on SQLite, and in 37-45 s against 43-56 s on PostgreSQL (docs/scaling.md,
     2026-11-27). The ownerships are written first: the database checks each new number's
     ownership at the end of the statement that adds it."""
-    work = StagingTable(connection, _NEW_NUMBERS).table
+    work = work_table(connection, _NEW_NUMBERS)
     columns = [column.name for column in work.columns]
     connection.execute(
         work.insert().from_select(

@@ -12,7 +12,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.sql.base import ReadOnlyColumnCollection
 from sqlalchemy.sql.elements import ColumnElement
 
 from jobs.database.audit import events_from, record_events
@@ -469,7 +468,7 @@ def recycle(connection: Connection, scope: RunScope, due: int) -> int:
             numbers.c.validity_end,
         ).cte("ended_ownerships")
         pooled = _pool_entries(scope, ended.c.msisdn, ended.c.id, ended, sa.true()).cte("pooled")
-        connection.execute(_recycled_events(scope, ended, ended.c, sa.true()).add_cte(pooled))
+        connection.execute(_recycled_events(scope, ended, sa.true()).add_cte(pooled))
     else:
         connection.execute(end_ownerships)
         connection.execute(
@@ -485,7 +484,7 @@ def recycle(connection: Connection, scope: RunScope, due: int) -> int:
                 ),
             )
         )
-        connection.execute(_recycled_events(scope, numbers, numbers.c, marked))
+        connection.execute(_recycled_events(scope, numbers, marked))
     return end_cycles(
         connection,
         marked,
@@ -524,13 +523,11 @@ def _pool_entries(
 
 
 def _recycled_events(
-    scope: RunScope,
-    source: sa.FromClause,
-    number: ReadOnlyColumnCollection[str, Any],
-    condition: ColumnElement[bool],
+    scope: RunScope, source: sa.FromClause, condition: ColumnElement[bool]
 ) -> sa.Insert:
-    """One ``number.recycled`` event per recycled number, from ``number``'s columns (its owner,
-    cycle and validity end before the recycle)."""
+    """One ``number.recycled`` event per recycled number, from the source's columns named as
+    the number's (its owner, cycle and validity end before the recycle)."""
+    number = source.c
     return events_from(
         source,
         condition,
