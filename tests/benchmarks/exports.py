@@ -56,10 +56,13 @@ def _scattered(count: int) -> Iterator[int]:
         yield (stride * position + count // 3) % count
 
 
-def _rows(count: int, day: date, rng: random.Random, owner_since: bool) -> Iterator[list[str]]:
+def _rows(
+    count: int, day: date, rng: random.Random, owner_since: bool, validity: tuple[int, int]
+) -> Iterator[list[str]]:
+    first, last = validity
     for index in _scattered(count):
         msisdn = msisdn_at(index)
-        validity_end = day + timedelta(days=rng.randint(-120, 60))
+        validity_end = day + timedelta(days=rng.randint(first, last))
         row = [
             _written(msisdn, rng),
             f"C{index:09d}",
@@ -72,15 +75,25 @@ def _rows(count: int, day: date, rng: random.Random, owner_since: bool) -> Itera
 
 
 def subscriber_export(
-    path: Path, count: int, day: date, *, seed: int = 1, owner_since: bool = False
+    path: Path,
+    count: int,
+    day: date,
+    *,
+    seed: int = 1,
+    owner_since: bool = False,
+    validity: tuple[int, int] = (-120, 60),
 ) -> Path:
-    """`count` subscribers as of `day`; with `owner_since`, the optional column too."""
+    """`count` subscribers as of `day`; with `owner_since`, the optional column too. Validity
+    ends are spread evenly over the days from `day` plus the first of `validity` to `day` plus
+    its last: by default the last 120 and the next 60 days, an imported base with a backlog
+    past grace; (-90, 59) is a base in its steady state, whose ends spread over 150 days leave
+    none past grace."""
     rng = random.Random(seed)
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         header = ["msisdn", "owner_id", "language", "validity_end"]
         writer.writerow([*header, "owner_since"] if owner_since else header)
-        writer.writerows(_rows(count, day, rng, owner_since))
+        writer.writerows(_rows(count, day, rng, owner_since, validity))
     return path
 
 
