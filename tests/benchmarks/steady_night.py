@@ -73,7 +73,8 @@ def build_template(url: str, subscribers: int, folder: Path, tree: Path, path: s
     today = datetime.now(ZONE).date()
     # A seeded base has a history of warnings sent: two nights make it steady. An imported one
     # has none: a number reaching its grace end is recycled only with a warning delivered a week
-    # before (min_notice_days), so its nights are steady from the eighth on.
+    # before (min_notice_days), so the first week's grace ends are deferred, the eighth night
+    # recycles them all, and the ninth and later are steady.
     nights = 3 if path == "seed" else 10
     days = [today - timedelta(days=back) for back in range(nights, 0, -1)]
     database = Database(url)
