@@ -55,12 +55,18 @@ def insert_selected(table: sa.Table, select: sa.Select[Any]) -> sa.Insert:
     return table.insert().from_select([column.name for column in select.selected_columns], select)
 
 
-def any_of(key: sa.ColumnElement[Any], values: sa.Column[Any]) -> sa.ColumnElement[bool]:
-    """PostgreSQL: ``key`` is one of the ``values`` of a work table, asked as an array made once
-    and matched by ``key``'s index, whatever the statistics say. Joined to the work table, or
-    as IN, the planner may hash the whole keyed table instead of probing it once per value, or
-    loop over it rescanning the work table (tests/integration/test_query_plans.py)."""
-    array = sa.cast(
-        sa.select(sa.func.array_agg(values)).scalar_subquery(), postgresql.ARRAY(values.type)
-    )
+def any_of(
+    key: sa.ColumnElement[Any],
+    values: sa.Column[Any],
+    where: sa.ColumnElement[bool] | None = None,
+) -> sa.ColumnElement[bool]:
+    """PostgreSQL: ``key`` is one of the ``values`` of a work table (of its rows that meet
+    ``where``, when given), asked as an array made once and matched by ``key``'s index,
+    whatever the statistics say. Joined to the work table, or as IN, the planner may hash the
+    whole keyed table instead of probing it once per value, or loop over it rescanning the
+    work table (tests/integration/test_query_plans.py)."""
+    chosen = sa.select(sa.func.array_agg(values))
+    if where is not None:
+        chosen = chosen.where(where)
+    array = sa.cast(chosen.scalar_subquery(), postgresql.ARRAY(values.type))
     return key == sa.any_(array)

@@ -95,7 +95,10 @@ def _refused(row: RawRow, reason: str) -> TopupRow:
 
 
 def _in_file(
-    connection: Connection, key: sa.Column[Any], values: sa.Column[Any]
+    connection: Connection,
+    key: sa.Column[Any],
+    values: sa.Column[Any],
+    where: ColumnElement[bool] | None = None,
 ) -> ColumnElement[bool]:
     """A large table's rows that the file names, read by ``key``'s index. A day's feed holds a
     few percent of the base; joined to the staging table alone, PostgreSQL hashed every number
@@ -103,10 +106,11 @@ def _in_file(
     statements, so that a daily import cost what the base and its years hold: 260,000 top-ups
     into 10,000,000 numbers took 37.8 s (tests/integration/test_query_plans.py::
     TestDailyTopupsReadTheFile). On PostgreSQL ``any_of``; SQLite's planner probes by key by
-    itself, and this adds nothing there."""
+    itself, and this adds nothing there. ``where`` keeps the file's rows still in play (a
+    file imported again has none: each statement would probe every number for nothing)."""
     if connection.dialect.name != "postgresql":
         return sa.true()
-    return any_of(key, values)
+    return any_of(key, values, where)
 
 
 def _merge(
@@ -114,8 +118,8 @@ def _merge(
 ) -> dict[str, int]:
     table = staging.table
     good = sa.and_(table.c.reject.is_(None), table.c.outcome.is_(None))
-    named_numbers = _in_file(connection, numbers.c.msisdn, table.c.msisdn)
-    named_topups = _in_file(connection, topups.c.topup_id, table.c.topup_id)
+    named_numbers = _in_file(connection, numbers.c.msisdn, table.c.msisdn, good)
+    named_topups = _in_file(connection, topups.c.topup_id, table.c.topup_id, good)
     connection.execute(
         sa.update(table)
         .where(
@@ -139,7 +143,7 @@ def _merge(
             good,
             table.c.msisdn == resale_pool.c.msisdn,
             resale_pool.c.left_at.is_(None),
-            _in_file(connection, resale_pool.c.msisdn, table.c.msisdn),
+            _in_file(connection, resale_pool.c.msisdn, table.c.msisdn, good),
         )
         .values(
             reject=sa.literal("the number was recycled into the resale pool on ")
@@ -156,7 +160,7 @@ def _merge(
             good,
             table.c.msisdn == ownerships.c.msisdn,
             ownerships.c.ended_at.is_(None),
-            _in_file(connection, ownerships.c.msisdn, table.c.msisdn),
+            _in_file(connection, ownerships.c.msisdn, table.c.msisdn, good),
             # Only a sale tells when the owner really got the number; an imported owner may
             # have had it for years before recycler heard of them.
             ownerships.c.start_cause == OwnershipStart.SALE,
@@ -269,7 +273,7 @@ def _reinstate_late_payers(
                 good,
                 table.c.msisdn == resale_pool.c.msisdn,
                 resale_pool.c.left_at.is_(None),
-                _in_file(connection, resale_pool.c.msisdn, table.c.msisdn),
+                _in_file(connection, resale_pool.c.msisdn, table.c.msisdn, good),
             ),
         )
     )
