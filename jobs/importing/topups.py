@@ -101,10 +101,10 @@ def _in_file(
     where: ColumnElement[bool] | None = None,
 ) -> ColumnElement[bool]:
     """A large table's rows that the file names, read by ``key``'s index. A day's feed holds a
-    few percent of the base; joined to the staging table alone, PostgreSQL hashed every number
-    (and scanned every ownership, pool entry and top-up ever stored) in each of a dozen
-    statements, so that a daily import cost what the base and its years hold: 260,000 top-ups
-    into 10,000,000 numbers took 37.8 s (tests/integration/test_query_plans.py::
+    few percent of the base; joined to the staging table alone, PostgreSQL read every number
+    in six statements, every ownership in one and every top-up ever stored in three, so that a
+    daily import cost what the base (and, on stale statistics, its years) hold: 260,000
+    top-ups into 10,000,000 numbers took 37.8 s (tests/integration/test_query_plans.py::
     TestDailyTopupsReadTheFile). On PostgreSQL ``any_of``; SQLite's planner probes by key by
     itself, and this adds nothing there. ``where`` keeps the file's rows still in play (a
     file imported again has none: each statement would probe every number for nothing)."""
