@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 from jobs.database.engine import Database  # noqa: E402
 from jobs.database.schema import runs  # noqa: E402
 from jobs.nightly.records import COMPLETED  # noqa: E402
-from tests.benchmarks.exports import subscriber_export  # noqa: E402
+from tests.benchmarks.exports import subscriber_export, topup_export  # noqa: E402
 from tests.benchmarks.nightly import (  # noqa: E402
     ZONE,
     pretend_sent_and_fresh,
@@ -95,9 +95,7 @@ def build_template(url: str, subscribers: int, folder: Path, tree: Path, path: s
         )
         print(f"  imported {subscribers:,} numbers in {imported.seconds:.1f} s", flush=True)
         # The feed arrives every day, the first night's included (a stale feed withholds it).
-        feed = topup_file(
-            database, folder, daily, days[0], prefix="steady-first", skip=nights * daily
-        )
+        feed = _feed(database, folder, path, subscribers, daily, days[0], nights)
         timed("top-ups", daily, url, "import", "topups", str(feed), tree=tree)
         # The week after the first night, the grace ends deferred for want of notice are all
         # due at once, more than the mass-recycle guard lets through: an operator allows it
@@ -109,14 +107,39 @@ def build_template(url: str, subscribers: int, folder: Path, tree: Path, path: s
         )
         print(f"  night of {day.isoformat()}: {step.seconds:.1f} s", flush=True)
         pretend_sent_and_fresh(database, day)
-        feed = topup_file(
-            database, folder, daily, following, prefix=f"steady{night}", skip=night * daily
-        )
+        feed = _feed(database, folder, path, subscribers, daily, following, night)
         timed("top-ups", daily, url, "import", "topups", str(feed), tree=tree)
     database.dispose()
     vacuum(url)
     print(f"  template ready: the night of {days[-1].isoformat()} is tried", flush=True)
     return days[-1].isoformat()
+
+
+def _feed(
+    database: Database,
+    folder: Path,
+    path: str,
+    subscribers: int,
+    daily: int,
+    following: date,
+    night: int,
+) -> Path:
+    """The top-ups made the day before ``following``, for its night. An imported base gets a
+    feed shaped like a billing system's (tests/benchmarks/exports.py: numbers of the export in
+    its mixed forms, top-ups spread over the day); a seeded one, whose numbers the export does
+    not know, a file of its own numbers read back from the database."""
+    if path == "seed":
+        return topup_file(
+            database, folder, daily, following, prefix=f"steady{night}", skip=night * daily
+        )
+    return topup_export(
+        folder / f"topups-{night}.csv",
+        daily,
+        subscribers,
+        following - timedelta(days=1),
+        seed=100 + night,
+        prefix="ST",
+    )
 
 
 def night_after(url: str) -> str:
